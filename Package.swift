@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "AMQPRetry",
+    products: [
+        .library(name: "AMQPRetry", targets: ["AMQPRetry"]),
+        .executable(name: "amqp-retry", targets: ["AMQPRetryCLI"]),
+    ],
+    targets: [
+        // The system librabbitmq (rabbitmq-c 0.11, Debian's librabbitmq-dev) and the shims Swift needs.
+        .target(
+            name: "CRabbitMQ",
+            linkerSettings: [.linkedLibrary("rabbitmq")]
+        ),
+        .target(
+            name: "AMQPRetry",
+            dependencies: ["CRabbitMQ"]
+        ),
+        .executableTarget(
+            name: "AMQPRetryCLI",
+            dependencies: ["AMQPRetry"]
+        ),
+        .testTarget(
+            name: "AMQPRetryTests",
+            dependencies: ["AMQPRetry"]
+        ),
+        .testTarget(
+            name: "AMQPRetryIntegrationTests",
+            dependencies: ["AMQPRetry", "CRabbitMQ"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,262 @@
+import Foundation
+import Synchronization
+
+/// A connection to RabbitMQ whose frames are all owned by one I/O thread.
+///
+/// Callers on any thread or task enqueue commands; the I/O thread runs them against
+/// librabbitmq, reads every inbound frame (deliveries, publisher confirms, returns, consumer
+/// cancellations, closes and heartbeats), and completes the commands. No librabbitmq call runs
+/// on Swift's cooperative thread pool. After a connection is lost the thread reconnects with
+/// backoff and restores the prefetch and the consumers; deliveries from the old connection can
+/// no longer be acknowledged, so the broker redelivers them.
+final class AMQPConnection: Sendable {
+    /// Completes a command; the I/O thread calls it once.
+    typealias Completion = @Sendable (Result<Void, AMQPError>) -> Void
+
+    /// A delivery as the I/O thread saw it: the tag plus the connection it arrived on.
+    struct DeliveryReference: Sendable, Hashable {
+        /// The number of the connection the delivery arrived on; 1 for the first connection.
+        let generation: UInt64
+        /// The delivery tag on that connection's channel.
+        let deliveryTag: UInt64
+    }
+
+    /// A consumer that the I/O thread restores after every reconnect.
+    struct Consumer: Sendable {
+        /// The queue to consume from.
+        let queue: String
+        /// Whether the broker considers deliveries acknowledged as soon as it sends them.
+        let noAck: Bool
+        /// What to declare before consuming, so that a deleted queue comes back.
+        let topology: [TopologyItem]
+        /// Called on the I/O thread for each delivery; must return quickly.
+        let onDelivery: @Sendable (Delivery, DeliveryReference) -> Void
+    }
+
+    /// A group of messages published together, optionally followed by the ack of a delivery
+    /// once every message in the group is confirmed.
+    struct PublishRequest: Sendable {
+        let messages: [OutgoingMessage]
+        let acknowledging: DeliveryReference?
+        let deadline: UInt64
+        let completion: Completion
+    }
+
+    enum Command: Sendable {
+        case publish(PublishRequest)
+        case ack(DeliveryReference)
+        case reject(DeliveryReference, requeue: Bool)
+        case perform(operation: String, deadline: UInt64, body: @Sendable (ConnectionHandle) throws(AMQPError) -> Void,
+                     failure: @Sendable (AMQPError) -> Void)
+        case addConsumer(id: UInt64, Consumer, deadline: UInt64, completion: Completion)
+        case removeConsumer(id: UInt64, completion: Completion)
+        case setPrefetch(UInt16, completion: Completion)
+    }
+
+    struct Inbox: ~Copyable {
+        var commands: [Command] = []
+        var closing = false
+        var finished = false
+        var onClosed: [@Sendable () -> Void] = []
+    }
+
+    let configuration: ConnectionConfiguration
+    let name: String
+    let logger: Logger
+    let inbox = Mutex(Inbox())
+    let wakeup: Wakeup
+    private let nextConsumerID = Atomic<UInt64>(1)
+    /// Topology items declared on this connection, so each is declared once, not per publish.
+    let declaredTopology = Mutex<Set<TopologyItem>>([])
+
+    /// Creates a connection object; nothing is sent until ``start()``.
+    init(configuration: ConnectionConfiguration, name: String, logger: Logger) {
+        self.configuration = configuration
+        self.name = name
+        self.logger = logger
+        self.wakeup = Wakeup()
+    }
+
+    /// Connects and starts the I/O thread; throws when the first connection attempt fails.
+    func start() async throws(AMQPError) {
+        if let tls = configuration.tls, !tls.verifyPeer || !tls.verifyHostname {
+            logger.warning("TLS certificate or host name verification is off; the broker's identity is not checked",
+                           metadata: [LogKey.broker: configuration.brokerAddress])
+        }
+        let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
+            let loop = ConnectionLoop(connection: self) { continuation.resume(returning: $0) }
+            let thread = Thread { loop.run() }
+            thread.name = "amqpretry-io \(name)"
+            thread.start()
+        }
+        try result.get()
+    }
+
+    /// Publishes messages, waits for every publisher confirm, then acknowledges `delivery`.
+    ///
+    /// Throws ``AMQPError`` with `unroutable` when a mandatory message came back, `publishNacked`
+    /// on a `basic.nack`, `timeout` when a confirm is late, and `connectionLost` when the
+    /// connection broke first; in each case `delivery` is not acknowledged.
+    func publish(_ messages: [OutgoingMessage], thenAcknowledge delivery: DeliveryReference? = nil) async throws(AMQPError) {
+        let deadline = MonotonicClock.deadline(after: configuration.operationTimeout)
+        let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
+            let request = PublishRequest(messages: messages, acknowledging: delivery, deadline: deadline) {
+                continuation.resume(returning: $0)
+            }
+            enqueue(.publish(request))
+        }
+        try result.get()
+    }
+
+    /// Acknowledges a delivery with `basic.ack`; a no-op for a delivery of an earlier connection.
+    func ack(_ delivery: DeliveryReference) {
+        enqueue(.ack(delivery))
+    }
+
+    /// Rejects a delivery with `basic.reject`; a no-op for a delivery of an earlier connection.
+    func reject(_ delivery: DeliveryReference, requeue: Bool) {
+        enqueue(.reject(delivery, requeue: requeue))
+    }
+
+    /// Runs a step on the I/O thread with the live connection and returns its result.
+    ///
+    /// A step that fails because the broker closed the channel also drops the connection, which
+    /// the I/O thread then replaces.
+    func perform<T: Sendable>(
+        _ operation: String,
+        _ body: @escaping @Sendable (ConnectionHandle) throws(AMQPError) -> T
+    ) async throws(AMQPError) -> T {
+        let deadline = MonotonicClock.deadline(after: configuration.operationTimeout)
+        let result: Result<T, AMQPError> = await withCheckedContinuation { continuation in
+            let box = ResumeOnce(continuation)
+            enqueue(.perform(operation: operation, deadline: deadline, body: { (handle) throws(AMQPError) in
+                box.resume(.success(try body(handle)))
+            }, failure: { box.resume(.failure($0)) }))
+        }
+        return try result.get()
+    }
+
+    /// Declares topology items in order and returns the counts of each declared queue.
+    func declare(_ items: [TopologyItem]) async throws(AMQPError) -> [QueueCounts?] {
+        try await perform("declare") { (handle) throws(AMQPError) in
+            var counts: [QueueCounts?] = []
+            for item in items {
+                counts.append(try handle.declare(item))
+            }
+            return counts
+        }
+    }
+
+    /// Sets the prefetch count, now and after every reconnect.
+    func setPrefetch(_ count: UInt16) async throws(AMQPError) {
+        let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
+            enqueue(.setPrefetch(count) { continuation.resume(returning: $0) })
+        }
+        try result.get()
+    }
+
+    /// Declares the consumer's topology and starts consuming, now and after every reconnect.
+    /// Returns an ID for ``removeConsumer(_:)``.
+    func addConsumer(_ consumer: Consumer) async throws(AMQPError) -> UInt64 {
+        let id = nextConsumerID.add(1, ordering: .relaxed).oldValue
+        let deadline = MonotonicClock.deadline(after: configuration.operationTimeout)
+        let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
+            enqueue(.addConsumer(id: id, consumer, deadline: deadline) { continuation.resume(returning: $0) })
+        }
+        try result.get()
+        return id
+    }
+
+    /// Cancels a consumer with `basic.cancel`; deliveries already sent to it still arrive.
+    func removeConsumer(_ id: UInt64) async throws(AMQPError) {
+        let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
+            enqueue(.removeConsumer(id: id) { continuation.resume(returning: $0) })
+        }
+        try result.get()
+    }
+
+    /// Runs the commands already enqueued, waits for their confirms, closes the connection and
+    /// stops the I/O thread.
+    func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let alreadyClosed = inbox.withLock { inbox -> Bool in
+                if inbox.finished {
+                    return true
+                }
+                inbox.closing = true
+                inbox.onClosed.append { continuation.resume() }
+                return false
+            }
+            if alreadyClosed {
+                continuation.resume()
+            }
+            wakeup.signal()
+        }
+    }
+
+    private func enqueue(_ command: Command) {
+        let accepted = inbox.withLock { inbox -> Bool in
+            guard !inbox.closing else { return false }
+            inbox.commands.append(command)
+            return true
+        }
+        guard accepted else {
+            ConnectionLoop.fail(command, with: AMQPError(.closed, operation: "enqueue"))
+            return
+        }
+        wakeup.signal()
+    }
+}
+
+/// Resumes a continuation at most once, whichever of two paths gets there first.
+final class ResumeOnce<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<T, Never>?>
+
+    init(_ continuation: CheckedContinuation<T, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    func resume(_ value: T) {
+        let taken = continuation.withLock { stored -> CheckedContinuation<T, Never>? in
+            defer { stored = nil }
+            return stored
+        }
+        taken?.resume(returning: value)
+    }
+}
+
+/// A non-blocking pipe that wakes the I/O thread from `poll` when a command arrives.
+final class Wakeup: Sendable {
+    /// The end the I/O thread polls.
+    let descriptor: Int32
+    private let writeDescriptor: Int32
+
+    init() {
+        var descriptors: [Int32] = [-1, -1]
+        let status = pipe(&descriptors)
+        precondition(status == 0, "pipe failed with errno \(errno)")
+        for end in descriptors {
+            _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+        }
+        descriptor = descriptors[0]
+        writeDescriptor = descriptors[1]
+    }
+
+    deinit {
+        Glibc.close(descriptor)
+        Glibc.close(writeDescriptor)
+    }
+
+    /// Wakes the I/O thread; a full pipe already holds a pending wake-up.
+    func signal() {
+        var byte: UInt8 = 1
+        _ = write(writeDescriptor, &byte, 1)
+    }
+
+    /// Clears pending wake-ups.
+    func drain() {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while read(descriptor, &buffer, buffer.count) > 0 {}
+    }
+}

@@ -1,0 +1,296 @@
+import CRabbitMQ
+import Foundation
+
+/// The owner of one librabbitmq connection and its single channel.
+///
+/// librabbitmq connections are blocking and not thread-safe, so a handle is created, used and
+/// destroyed on its connection's I/O thread only. Every method that waits has a deadline: the
+/// socket open and login take `connectionTimeout`, RPCs take `operationTimeout`, and sends are
+/// bounded by the I/O thread's watchdog, which shuts the socket down when a step overruns.
+final class ConnectionHandle {
+    /// The channel every operation uses; one channel keeps confirms and deliveries in one order.
+    static let channel: amqp_channel_t = 1
+
+    let state: amqp_connection_state_t
+    private(set) var isOpen = false
+    /// The sequence number the next publish gets once the channel is in confirm mode.
+    private(set) var nextPublishSequence: UInt64 = 1
+
+    /// Opens the socket, logs in, opens the channel and puts it in confirm mode.
+    init(configuration: ConnectionConfiguration, connectionName: String) throws(AMQPError) {
+        guard let state = amqp_new_connection() else {
+            throw AMQPError(.libraryError, operation: "connect", replyText: "amqp_new_connection failed")
+        }
+        self.state = state
+
+        try openSocket(configuration)
+        try login(configuration, connectionName: connectionName)
+        isOpen = true
+        try openChannel()
+    }
+
+    deinit {
+        amqp_destroy_connection(state)
+    }
+
+    /// The socket's file descriptor, for `poll` and for the watchdog's `shutdown`.
+    var socketDescriptor: Int32 {
+        amqp_get_sockfd(state)
+    }
+
+    /// The `frame_max` negotiated with the broker.
+    var frameMax: Int {
+        Int(amqp_get_frame_max(state))
+    }
+
+    /// The heartbeat interval negotiated with the broker, in seconds; 0 when off.
+    var heartbeatSeconds: Int {
+        Int(amqp_get_heartbeat(state))
+    }
+
+    /// Whether frames wait in librabbitmq's buffers, so that `poll` must be skipped.
+    var hasBufferedFrames: Bool {
+        amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0
+    }
+
+    private func openSocket(_ configuration: ConnectionConfiguration) throws(AMQPError) {
+        let socket = try makeSocket(configuration)
+        var timeout = timeval(configuration.connectionTimeout)
+        let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &timeout)
+        if status != AMQP_STATUS_OK.rawValue {
+            // NOTE: librabbitmq 0.11 reports a refused or unreachable socket only as "a socket
+            // error occurred"; the system error is lost inside its non-blocking connect.
+            let cause = AMQPError.status(status, operation: "connect")
+            throw AMQPError(.connectionFailed, operation: "connect to \(configuration.brokerAddress)",
+                            replyText: cause.replyText)
+        }
+    }
+
+    private func makeSocket(_ configuration: ConnectionConfiguration) throws(AMQPError) -> OpaquePointer {
+        guard let tls = configuration.tls else {
+            guard let socket = amqp_tcp_socket_new(state) else {
+                throw AMQPError(.libraryError, operation: "connect", replyText: "amqp_tcp_socket_new failed")
+            }
+            return socket
+        }
+        guard let socket = amqp_ssl_socket_new(state) else {
+            throw AMQPError(.libraryError, operation: "connect", replyText: "amqp_ssl_socket_new failed")
+        }
+        try configureTLS(socket, tls)
+        return socket
+    }
+
+    private func configureTLS(_ socket: OpaquePointer, _ tls: ConnectionConfiguration.TLSConfiguration) throws(AMQPError) {
+        amqp_ssl_socket_set_verify_peer(socket, tls.verifyPeer ? 1 : 0)
+        amqp_ssl_socket_set_verify_hostname(socket, tls.verifyHostname ? 1 : 0)
+        if let ca = tls.caCertificatePath ?? Self.systemCABundle(),
+           amqp_ssl_socket_set_cacert(socket, ca) != AMQP_STATUS_OK.rawValue {
+            throw AMQPError(.connectionFailed, operation: "TLS set-up",
+                            replyText: "cannot read the CA certificate file '\(ca)'")
+        }
+        if let certificate = tls.certificatePath, let key = tls.keyPath,
+           amqp_ssl_socket_set_key(socket, certificate, key) != AMQP_STATUS_OK.rawValue {
+            throw AMQPError(.connectionFailed, operation: "TLS set-up",
+                            replyText: "cannot read the client certificate '\(certificate)' or key '\(key)'")
+        }
+    }
+
+    /// Debian's bundle of the system's trusted CA certificates, when the file exists.
+    private static func systemCABundle() -> String? {
+        let path = "/etc/ssl/certs/ca-certificates.crt"
+        return FileManager.default.isReadableFile(atPath: path) ? path : nil
+    }
+
+    private func login(_ configuration: ConnectionConfiguration, connectionName: String) throws(AMQPError) {
+        var handshake = timeval(configuration.connectionTimeout)
+        var rpc = timeval(configuration.operationTimeout)
+        amqp_set_handshake_timeout(state, &handshake)
+        amqp_set_rpc_timeout(state, &rpc)
+
+        let arena = CArena()
+        var properties = arena.table(Self.clientProperties(connectionName: connectionName))
+        let reply = crabbitmq_login_plain(
+            state, configuration.virtualHost, Int32(configuration.channelMax), Int32(configuration.frameMax),
+            Int32(configuration.heartbeat.components.seconds), &properties,
+            configuration.user, configuration.password
+        )
+        if let error = AMQPError.rpcReply(reply, operation: "login to \(configuration.brokerAddress)") {
+            throw Self.loginError(error, configuration: configuration)
+        }
+    }
+
+    /// The client properties sent in `connection.start-ok`, with the capabilities AMQPRetry handles.
+    static func clientProperties(connectionName: String) -> FieldTable {
+        [
+            "product": .text("AMQPRetry"),
+            "connection_name": .text(connectionName),
+            "capabilities": .table([
+                "consumer_cancel_notify": .bool(true),
+                "publisher_confirms": .bool(true),
+                "basic.nack": .bool(true),
+                "connection.blocked": .bool(true),
+                "authentication_failure_close": .bool(true),
+            ]),
+        ]
+    }
+
+    private static func loginError(_ error: AMQPError, configuration: ConnectionConfiguration) -> AMQPError {
+        let hint = "check the user name, password and virtual host '\(configuration.virtualHost)' in the URL"
+        if error.replyCode == 403 || error.replyText?.contains("ACCESS_REFUSED") == true
+            || error.code == .connectionLost {
+            return AMQPError(.loginFailed, operation: error.operation, replyCode: error.replyCode,
+                             replyText: [error.replyText, hint].compactMap { $0 }.joined(separator: "; "))
+        }
+        return error
+    }
+
+    private func openChannel() throws(AMQPError) {
+        amqp_channel_open(state, Self.channel)
+        try checkReply("channel.open")
+        amqp_confirm_select(state, Self.channel)
+        try checkReply("confirm.select")
+        nextPublishSequence = 1
+    }
+
+    private func checkReply(_ operation: String) throws(AMQPError) {
+        if let error = AMQPError.rpcReply(amqp_get_rpc_reply(state), operation: operation) {
+            if error.code == .channelClosed {
+                sendChannelCloseOK()
+            }
+            throw error
+        }
+    }
+}
+
+// MARK: - Operations
+
+extension ConnectionHandle {
+    /// Publishes a message and returns the publish sequence number its confirm will carry.
+    func publish(_ message: OutgoingMessage) throws(AMQPError) -> UInt64 {
+        let arena = CArena()
+        var properties = message.properties.cProperties(in: arena)
+        let status = amqp_basic_publish(
+            state, Self.channel, arena.bytes(message.exchange), arena.bytes(message.routingKey),
+            message.mandatory ? 1 : 0, 0, &properties, arena.bytes(message.body)
+        )
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError.status(status, operation: "basic.publish")
+        }
+        defer { nextPublishSequence += 1 }
+        return nextPublishSequence
+    }
+
+    /// Acknowledges a delivery with `basic.ack`.
+    func ack(deliveryTag: UInt64, multiple: Bool = false) throws(AMQPError) {
+        let status = amqp_basic_ack(state, Self.channel, deliveryTag, multiple ? 1 : 0)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError.status(status, operation: "basic.ack")
+        }
+    }
+
+    /// Rejects a delivery with `basic.reject`, returning it to its queue when `requeue` is set.
+    func reject(deliveryTag: UInt64, requeue: Bool) throws(AMQPError) {
+        let status = amqp_basic_reject(state, Self.channel, deliveryTag, requeue ? 1 : 0)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError.status(status, operation: "basic.reject")
+        }
+    }
+
+    /// Sets the channel's prefetch count with `basic.qos`.
+    func setPrefetch(_ count: UInt16) throws(AMQPError) {
+        amqp_basic_qos(state, Self.channel, 0, count, 0)
+        try checkReply("basic.qos")
+    }
+
+    /// Declares a queue, an exchange or a binding; a queue declaration returns the queue's counts.
+    @discardableResult
+    func declare(_ item: TopologyItem) throws(AMQPError) -> QueueCounts? {
+        let arena = CArena()
+        switch item {
+        case .queue(let queue):
+            let ok = amqp_queue_declare(state, Self.channel, arena.bytes(queue.name), queue.passive ? 1 : 0,
+                                        queue.durable ? 1 : 0, 0, 0, arena.table(queue.arguments))
+            try checkReply("queue.declare '\(queue.name)'")
+            guard let ok else { return nil }
+            return QueueCounts(messageCount: Int(ok.pointee.message_count),
+                               consumerCount: Int(ok.pointee.consumer_count))
+        case .exchange(let name, let type, let durable):
+            amqp_exchange_declare(state, Self.channel, arena.bytes(name), arena.bytes(type), 0,
+                                  durable ? 1 : 0, 0, 0, amqp_table_t(num_entries: 0, entries: nil))
+            try checkReply("exchange.declare '\(name)'")
+        case .binding(let queue, let exchange, let routingKey):
+            amqp_queue_bind(state, Self.channel, arena.bytes(queue), arena.bytes(exchange),
+                            arena.bytes(routingKey), amqp_table_t(num_entries: 0, entries: nil))
+            try checkReply("queue.bind '\(queue)' to '\(exchange)'")
+        }
+        return nil
+    }
+
+    /// Deletes a queue with `queue.delete` and returns the number of messages it held.
+    func deleteQueue(_ name: String) throws(AMQPError) -> Int {
+        let arena = CArena()
+        let ok = amqp_queue_delete(state, Self.channel, arena.bytes(name), 0, 0)
+        try checkReply("queue.delete '\(name)'")
+        return Int(ok?.pointee.message_count ?? 0)
+    }
+
+    /// Purges a queue with `queue.purge` and returns the number of messages removed.
+    func purgeQueue(_ name: String) throws(AMQPError) -> Int {
+        let arena = CArena()
+        let ok = amqp_queue_purge(state, Self.channel, arena.bytes(name))
+        try checkReply("queue.purge '\(name)'")
+        return Int(ok?.pointee.message_count ?? 0)
+    }
+
+    /// Starts a consumer with `basic.consume` and returns the consumer tag the broker assigned.
+    func consume(queue: String, noAck: Bool) throws(AMQPError) -> String {
+        let arena = CArena()
+        let ok = amqp_basic_consume(state, Self.channel, arena.bytes(queue), arena.bytes(""), 0,
+                                    noAck ? 1 : 0, 0, amqp_table_t(num_entries: 0, entries: nil))
+        try checkReply("basic.consume '\(queue)'")
+        guard let ok else {
+            throw AMQPError(.libraryError, operation: "basic.consume '\(queue)'", replyText: "no consumer tag")
+        }
+        return String(amqpBytes: ok.pointee.consumer_tag)
+    }
+
+    /// Cancels a consumer with `basic.cancel`.
+    func cancel(consumerTag: String) throws(AMQPError) {
+        let arena = CArena()
+        amqp_basic_cancel(state, Self.channel, arena.bytes(consumerTag))
+        try checkReply("basic.cancel '\(consumerTag)'")
+    }
+
+    /// Closes the channel and the connection politely; errors are ignored because the socket
+    /// is destroyed right after.
+    func close() {
+        guard isOpen else { return }
+        isOpen = false
+        amqp_channel_close(state, Self.channel, Int32(AMQP_REPLY_SUCCESS))
+        amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
+    }
+
+    /// Marks the connection as unusable without sending anything, after a socket error.
+    func abandon() {
+        isOpen = false
+    }
+
+    func sendChannelCloseOK() {
+        var ok = amqp_channel_close_ok_t(dummy: 0)
+        amqp_send_method(state, Self.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok)
+    }
+
+    func sendConnectionCloseOK() {
+        var ok = amqp_connection_close_ok_t(dummy: 0)
+        amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok)
+        isOpen = false
+    }
+}
+
+extension timeval {
+    /// Converts a duration into a `timeval`, rounding down to microseconds.
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self.init(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+}

@@ -1,0 +1,517 @@
+import Foundation
+
+/// The state and loop of one connection's I/O thread; nothing here is touched by another thread.
+final class ConnectionLoop: @unchecked Sendable {
+    private struct PendingGroup {
+        var remaining: Int
+        var error: AMQPError?
+        let request: AMQPConnection.PublishRequest
+    }
+
+    private let connection: AMQPConnection
+    private var onStarted: ((Result<Void, AMQPError>) -> Void)?
+    private let watchdog = Watchdog()
+    private var logger: Logger { connection.logger }
+    private var configuration: ConnectionConfiguration { connection.configuration }
+
+    private var handle: ConnectionHandle?
+    private var generation: UInt64 = 0
+    private var backlog: [AMQPConnection.Command] = []
+    private var prefetch: UInt16?
+    private var consumers: [UInt64: AMQPConnection.Consumer] = [:]
+    private var consumerTags: [String: UInt64] = [:]
+    private var resubscribeAt: [UInt64: UInt64] = [:]
+
+    private var groups: [UInt64: PendingGroup] = [:]
+    private var nextGroupID: UInt64 = 1
+    private var groupBySequence: [UInt64: UInt64] = [:]
+    private var lowestUnconfirmed: UInt64 = 1
+    private var sequenceByMessageID: [String: UInt64] = [:]
+    private var nextDeadlineScan: UInt64 = 0
+
+    private var reconnectAt: UInt64 = 0
+    private var backoff: Duration = .milliseconds(100)
+    private static let maximumBackoff: Duration = .seconds(5)
+    private static let resubscribeDelay: Duration = .seconds(1)
+    private static let maximumEventsPerTurn = 512
+
+    init(connection: AMQPConnection, onStarted: @escaping (Result<Void, AMQPError>) -> Void) {
+        self.connection = connection
+        self.onStarted = onStarted
+    }
+
+    /// Runs until the connection is closed, or until the first connection attempt fails.
+    func run() {
+        guard connectFirst() else {
+            finish()
+            return
+        }
+        while turn() {}
+        finish()
+    }
+
+    private func connectFirst() -> Bool {
+        do {
+            try connect()
+            onStarted?(.success(()))
+            onStarted = nil
+            return true
+        } catch {
+            onStarted?(.failure(error))
+            onStarted = nil
+            return false
+        }
+    }
+
+    /// One turn of the loop: take commands, run them, read frames, check deadlines.
+    /// Returns `false` when the loop should end.
+    private func turn() -> Bool {
+        let closing = takeCommands()
+        if handle == nil {
+            reconnectIfDue()
+        }
+        if handle != nil {
+            runBacklog()
+            resubscribeDueConsumers()
+        }
+        expireDeadlines()
+        if closing && groups.isEmpty && (backlog.isEmpty || handle == nil) {
+            return false
+        }
+        waitForInput()
+        readEvents()
+        return true
+    }
+
+    private func takeCommands() -> Bool {
+        let (commands, closing) = connection.inbox.withLock { inbox in
+            defer { inbox.commands.removeAll(keepingCapacity: true) }
+            return (inbox.commands, inbox.closing)
+        }
+        backlog.append(contentsOf: commands)
+        return closing
+    }
+
+    private func finish() {
+        handle?.close()
+        handle = nil
+        watchdog.watch(socketDescriptor: -1)
+        let error = AMQPError(.closed, operation: "close")
+        failAllGroups(with: error)
+        let (commands, waiters) = connection.inbox.withLock { inbox in
+            inbox.finished = true
+            inbox.closing = true
+            defer {
+                inbox.commands.removeAll()
+                inbox.onClosed.removeAll()
+            }
+            return (inbox.commands, inbox.onClosed)
+        }
+        for command in backlog + commands {
+            Self.fail(command, with: error)
+        }
+        backlog.removeAll()
+        waiters.forEach { $0() }
+    }
+}
+
+// MARK: - Connecting
+
+extension ConnectionLoop {
+    private func connect() throws(AMQPError) {
+        let newHandle = try ConnectionHandle(configuration: configuration, connectionName: connection.name)
+        generation += 1
+        handle = newHandle
+        watchdog.watch(socketDescriptor: newHandle.socketDescriptor)
+        groupBySequence.removeAll()
+        sequenceByMessageID.removeAll()
+        lowestUnconfirmed = 1
+        do {
+            try restore(newHandle)
+        } catch {
+            drop(error)
+            throw error
+        }
+        backoff = .milliseconds(100)
+        logger.debug("connected to RabbitMQ", metadata: [LogKey.broker: configuration.brokerAddress])
+    }
+
+    private func restore(_ handle: ConnectionHandle) throws(AMQPError) {
+        try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
+            if let prefetch {
+                try handle.setPrefetch(prefetch)
+            }
+            consumerTags.removeAll()
+            resubscribeAt.removeAll()
+            for id in consumers.keys.sorted() {
+                try subscribe(id, on: handle)
+            }
+        }
+    }
+
+    private func subscribe(_ id: UInt64, on handle: ConnectionHandle) throws(AMQPError) {
+        guard let consumer = consumers[id] else { return }
+        for item in consumer.topology {
+            try handle.declare(item)
+        }
+        let tag = try handle.consume(queue: consumer.queue, noAck: consumer.noAck)
+        consumerTags[tag] = id
+    }
+
+    private func reconnectIfDue() {
+        guard MonotonicClock.now() >= reconnectAt else { return }
+        do {
+            try connect()
+            logger.notice("reconnected to RabbitMQ", metadata: [LogKey.broker: configuration.brokerAddress])
+        } catch {
+            logger.warning("reconnecting to RabbitMQ failed", metadata: [
+                LogKey.broker: configuration.brokerAddress, LogKey.error: error.description,
+            ])
+            reconnectAt = MonotonicClock.deadline(after: backoff)
+            backoff = min(backoff * 2, Self.maximumBackoff)
+        }
+    }
+
+    /// Abandons the current connection after an error; the loop reconnects after a backoff.
+    private func drop(_ error: AMQPError) {
+        guard let dropped = handle else { return }
+        logger.warning("connection to RabbitMQ lost", metadata: [
+            LogKey.broker: configuration.brokerAddress, LogKey.error: error.description,
+        ])
+        dropped.abandon()
+        handle = nil
+        watchdog.watch(socketDescriptor: -1)
+        failAllGroups(with: AMQPError(.connectionLost, operation: error.operation,
+                                      replyCode: error.replyCode, replyText: error.replyText))
+        reconnectAt = MonotonicClock.deadline(after: backoff)
+        backoff = min(backoff * 2, Self.maximumBackoff)
+    }
+}
+
+// MARK: - Commands
+
+extension ConnectionLoop {
+    private func runBacklog() {
+        let commands = backlog
+        backlog.removeAll(keepingCapacity: true)
+        for (index, command) in commands.enumerated() {
+            guard let handle else {
+                backlog.append(contentsOf: commands[index...])
+                return
+            }
+            do {
+                try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
+                    try run(command, on: handle)
+                }
+            } catch {
+                drop(error)
+            }
+        }
+    }
+
+    private func run(_ command: AMQPConnection.Command, on handle: ConnectionHandle) throws(AMQPError) {
+        switch command {
+        case .publish(let request):
+            try publish(request, on: handle)
+        case .ack(let delivery):
+            if delivery.generation == generation {
+                try handle.ack(deliveryTag: delivery.deliveryTag)
+            }
+        case .reject(let delivery, let requeue):
+            if delivery.generation == generation {
+                try handle.reject(deliveryTag: delivery.deliveryTag, requeue: requeue)
+            }
+        case .perform(_, _, let body, let failure):
+            do {
+                try body(handle)
+            } catch {
+                failure(error)
+                if error.code == .channelClosed || error.code == .connectionLost || error.code == .timeout {
+                    throw error
+                }
+            }
+        case .addConsumer(let id, let consumer, _, let completion):
+            consumers[id] = consumer
+            do {
+                try subscribe(id, on: handle)
+                completion(.success(()))
+            } catch {
+                consumers[id] = nil
+                completion(.failure(error))
+                throw error
+            }
+        case .removeConsumer(let id, let completion):
+            try removeConsumer(id, on: handle, completion: completion)
+        case .setPrefetch(let count, let completion):
+            prefetch = count
+            do {
+                try handle.setPrefetch(count)
+                completion(.success(()))
+            } catch {
+                completion(.failure(error))
+                throw error
+            }
+        }
+    }
+
+    private func removeConsumer(_ id: UInt64, on handle: ConnectionHandle,
+                                completion: AMQPConnection.Completion) throws(AMQPError) {
+        consumers[id] = nil
+        resubscribeAt[id] = nil
+        guard let tag = consumerTags.first(where: { $0.value == id })?.key else {
+            completion(.success(()))
+            return
+        }
+        consumerTags[tag] = nil
+        do {
+            try handle.cancel(consumerTag: tag)
+            completion(.success(()))
+        } catch {
+            completion(.failure(error))
+            throw error
+        }
+    }
+
+    private func publish(_ request: AMQPConnection.PublishRequest, on handle: ConnectionHandle) throws(AMQPError) {
+        // A delivery from an earlier connection is redelivered by the broker, so publishing
+        // its replacement now would only make a duplicate.
+        if let delivery = request.acknowledging, delivery.generation != generation {
+            request.completion(.failure(AMQPError(.connectionLost, operation: "basic.publish",
+                                                  replyText: "the delivery belongs to a closed connection")))
+            return
+        }
+        let groupID = nextGroupID
+        nextGroupID += 1
+        groups[groupID] = PendingGroup(remaining: request.messages.count, error: nil, request: request)
+        for var message in request.messages {
+            if message.properties.messageID == nil {
+                message.properties.messageID = UUID().uuidString
+            }
+            let sequence = try handle.publish(message)
+            groupBySequence[sequence] = groupID
+            if message.mandatory, let messageID = message.properties.messageID {
+                sequenceByMessageID[messageID] = sequence
+            }
+        }
+        if request.messages.isEmpty {
+            try completeGroup(groupID)
+        }
+    }
+
+    /// Completes a command that never ran, for example because the connection was closed.
+    static func fail(_ command: AMQPConnection.Command, with error: AMQPError) {
+        switch command {
+        case .publish(let request): request.completion(.failure(error))
+        case .perform(_, _, _, let failure): failure(error)
+        case .addConsumer(_, _, _, let completion): completion(.failure(error))
+        case .removeConsumer(_, let completion): completion(.failure(error))
+        case .setPrefetch(_, let completion): completion(.failure(error))
+        case .ack, .reject: break
+        }
+    }
+}
+
+// MARK: - Inbound frames
+
+extension ConnectionLoop {
+    private func waitForInput() {
+        if let handle, handle.hasBufferedFrames {
+            return
+        }
+        var descriptors = [pollfd(fd: connection.wakeup.descriptor, events: Int16(POLLIN), revents: 0)]
+        if let handle {
+            descriptors.append(pollfd(fd: handle.socketDescriptor, events: Int16(POLLIN), revents: 0))
+        }
+        _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMilliseconds())
+        connection.wakeup.drain()
+    }
+
+    /// Waits at most 200 ms, so that heartbeats, deadlines and reconnects are checked often.
+    private func pollTimeoutMilliseconds() -> Int32 {
+        var timeout: UInt64 = 200_000_000
+        let now = MonotonicClock.now()
+        if handle == nil, reconnectAt > now {
+            timeout = min(timeout, reconnectAt - now)
+        }
+        return Int32(timeout / 1_000_000)
+    }
+
+    private func readEvents() {
+        guard let handle else { return }
+        do {
+            try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
+                for _ in 0..<Self.maximumEventsPerTurn {
+                    guard let event = try handle.nextEvent() else { break }
+                    try handleEvent(event)
+                    if self.handle == nil { break }
+                }
+            }
+            handle.releaseBuffers()
+        } catch {
+            drop(error)
+        }
+    }
+
+    private func handleEvent(_ event: InboundEvent) throws(AMQPError) {
+        switch event {
+        case .delivery(let delivery):
+            dispatch(delivery)
+        case .confirmAck(let sequence, let multiple):
+            try confirm(sequence, multiple: multiple, error: nil)
+        case .confirmNack(let sequence, let multiple):
+            try confirm(sequence, multiple: multiple, error: AMQPError(.publishNacked, operation: "basic.publish"))
+        case .returned(let messageID, let routingKey, let replyCode, let replyText):
+            markReturned(messageID: messageID, routingKey: routingKey, replyCode: replyCode, replyText: replyText)
+        case .consumerCancelled(let tag):
+            consumerCancelled(tag)
+        case .closed(let error):
+            drop(error)
+        case .blocked(let reason):
+            logger.warning("RabbitMQ blocked publishing on this connection", metadata: [
+                LogKey.broker: configuration.brokerAddress, LogKey.reason: reason,
+            ])
+        case .unblocked:
+            logger.notice("RabbitMQ unblocked publishing on this connection",
+                          metadata: [LogKey.broker: configuration.brokerAddress])
+        }
+    }
+
+    private func dispatch(_ delivery: Delivery) {
+        let reference = AMQPConnection.DeliveryReference(generation: generation, deliveryTag: delivery.deliveryTag)
+        guard let id = consumerTags[delivery.consumerTag], let consumer = consumers[id] else {
+            // A consumer removed a moment ago: give the message back to its queue.
+            try? handle?.reject(deliveryTag: delivery.deliveryTag, requeue: true)
+            return
+        }
+        consumer.onDelivery(delivery, reference)
+    }
+
+    private func consumerCancelled(_ tag: String) {
+        guard let id = consumerTags.removeValue(forKey: tag), let consumer = consumers[id] else { return }
+        logger.warning("RabbitMQ cancelled a consumer; resubscribing", metadata: [LogKey.queue: consumer.queue])
+        resubscribeAt[id] = MonotonicClock.deadline(after: Self.resubscribeDelay)
+    }
+
+    private func resubscribeDueConsumers() {
+        let now = MonotonicClock.now()
+        for (id, time) in resubscribeAt where time <= now {
+            resubscribeAt[id] = nil
+            guard let handle else { return }
+            do {
+                try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
+                    try subscribe(id, on: handle)
+                }
+            } catch {
+                drop(error)
+                return
+            }
+        }
+    }
+}
+
+// MARK: - Publisher confirms
+
+extension ConnectionLoop {
+    private func confirm(_ sequence: UInt64, multiple: Bool, error: AMQPError?) throws(AMQPError) {
+        if multiple {
+            while lowestUnconfirmed <= sequence {
+                try confirmOne(lowestUnconfirmed, error: error)
+                lowestUnconfirmed += 1
+            }
+        } else {
+            try confirmOne(sequence, error: error)
+            while lowestUnconfirmed < (handle?.nextPublishSequence ?? 0),
+                  groupBySequence[lowestUnconfirmed] == nil {
+                lowestUnconfirmed += 1
+            }
+        }
+    }
+
+    private func confirmOne(_ sequence: UInt64, error: AMQPError?) throws(AMQPError) {
+        guard let groupID = groupBySequence.removeValue(forKey: sequence) else { return }
+        guard var group = groups[groupID] else { return }
+        group.remaining -= 1
+        if let error, group.error == nil {
+            group.error = error
+        }
+        groups[groupID] = group
+        if group.remaining == 0 {
+            try completeGroup(groupID)
+        }
+    }
+
+    private func markReturned(messageID: String?, routingKey: String, replyCode: UInt16, replyText: String) {
+        guard let messageID, let sequence = sequenceByMessageID.removeValue(forKey: messageID),
+              let groupID = groupBySequence[sequence], var group = groups[groupID] else { return }
+        group.error = AMQPError(.unroutable, operation: "basic.publish to '\(routingKey)'",
+                                replyCode: replyCode, replyText: replyText)
+        groups[groupID] = group
+    }
+
+    private func completeGroup(_ groupID: UInt64) throws(AMQPError) {
+        guard let group = groups.removeValue(forKey: groupID) else { return }
+        for message in group.request.messages {
+            if let messageID = message.properties.messageID {
+                sequenceByMessageID[messageID] = nil
+            }
+        }
+        if let error = group.error {
+            group.request.completion(.failure(error))
+            return
+        }
+        if let delivery = group.request.acknowledging {
+            guard delivery.generation == generation, let handle else {
+                group.request.completion(.failure(AMQPError(.connectionLost, operation: "basic.ack")))
+                return
+            }
+            do {
+                try handle.ack(deliveryTag: delivery.deliveryTag)
+            } catch {
+                group.request.completion(.failure(error))
+                throw error
+            }
+        }
+        group.request.completion(.success(()))
+    }
+
+    private func failAllGroups(with error: AMQPError) {
+        let pending = groups
+        groups.removeAll()
+        groupBySequence.removeAll()
+        sequenceByMessageID.removeAll()
+        for group in pending.values {
+            group.request.completion(.failure(error))
+        }
+    }
+
+    /// Fails publishes whose confirm is late and commands that waited too long for a connection.
+    private func expireDeadlines() {
+        let now = MonotonicClock.now()
+        guard now >= nextDeadlineScan else { return }
+        nextDeadlineScan = now + 50_000_000
+
+        for (groupID, group) in groups where group.request.deadline < now {
+            groups[groupID] = nil
+            group.request.completion(.failure(AMQPError(
+                .timeout, operation: "basic.publish",
+                replyText: "no publisher confirm within \(configuration.operationTimeout)")))
+        }
+        guard handle == nil else { return }
+        backlog.removeAll { command in
+            guard let deadline = Self.deadline(of: command), deadline < now else { return false }
+            Self.fail(command, with: AMQPError(.timeout, operation: "connect to \(configuration.brokerAddress)",
+                                               replyText: "no connection to RabbitMQ within \(configuration.operationTimeout)"))
+            return true
+        }
+    }
+
+    private static func deadline(of command: AMQPConnection.Command) -> UInt64? {
+        switch command {
+        case .publish(let request): return request.deadline
+        case .perform(_, let deadline, _, _): return deadline
+        case .addConsumer(_, _, let deadline, _): return deadline
+        case .ack, .reject: return 0
+        case .removeConsumer, .setPrefetch: return nil
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import CRabbitMQ
+import Foundation
+
+extension String {
+    /// Decodes librabbitmq bytes as UTF-8, repairing invalid sequences.
+    init(amqpBytes bytes: amqp_bytes_t) {
+        self = String(decoding: [UInt8](amqpBytes: bytes), as: UTF8.self)
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Copies librabbitmq bytes into a Swift array.
+    init(amqpBytes bytes: amqp_bytes_t) {
+        guard bytes.len > 0, let pointer = bytes.bytes else {
+            self = []
+            return
+        }
+        self = Array(UnsafeRawBufferPointer(start: pointer, count: bytes.len))
+    }
+}
+
+/// C memory for one librabbitmq call: every buffer made here lives until the arena is released.
+///
+/// librabbitmq reads tables and properties through raw pointers during a call such as
+/// `amqp_basic_publish`, so the arena must outlive that call and nothing longer.
+final class CArena {
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    deinit {
+        for pointer in allocations {
+            free(pointer)
+        }
+    }
+
+    /// Copies bytes into C memory.
+    func bytes(_ value: [UInt8]) -> amqp_bytes_t {
+        guard !value.isEmpty else {
+            return amqp_bytes_t(len: 0, bytes: nil)
+        }
+        let pointer = allocate(value.count)
+        value.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: value.count) }
+        return amqp_bytes_t(len: value.count, bytes: pointer)
+    }
+
+    /// Copies a string into C memory as UTF-8, without a terminating NUL.
+    func bytes(_ value: String) -> amqp_bytes_t {
+        bytes(Array(value.utf8))
+    }
+
+    /// Copies a string into C memory with a terminating NUL, for calls that take `const char *`.
+    func cString(_ value: String) -> UnsafePointer<CChar> {
+        let utf8 = Array(value.utf8CString)
+        let pointer = allocate(utf8.count)
+        utf8.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: utf8.count) }
+        return UnsafePointer(pointer.assumingMemoryBound(to: CChar.self))
+    }
+
+    /// Builds a librabbitmq table from a field table; entries are sorted by name.
+    func table(_ table: FieldTable) -> amqp_table_t {
+        guard !table.isEmpty else {
+            return amqp_table_t(num_entries: 0, entries: nil)
+        }
+        let entries = allocate(MemoryLayout<amqp_table_entry_t>.stride * table.count)
+            .bindMemory(to: amqp_table_entry_t.self, capacity: table.count)
+        for (index, key) in table.keys.sorted().enumerated() {
+            entries[index] = amqp_table_entry_t(key: bytes(key), value: fieldValue(table[key]!))
+        }
+        return amqp_table_t(num_entries: Int32(table.count), entries: entries)
+    }
+
+    private func array(_ values: [FieldValue]) -> amqp_array_t {
+        guard !values.isEmpty else {
+            return amqp_array_t(num_entries: 0, entries: nil)
+        }
+        let entries = allocate(MemoryLayout<amqp_field_value_t>.stride * values.count)
+            .bindMemory(to: amqp_field_value_t.self, capacity: values.count)
+        for (index, value) in values.enumerated() {
+            entries[index] = fieldValue(value)
+        }
+        return amqp_array_t(num_entries: Int32(values.count), entries: entries)
+    }
+
+    private func fieldValue(_ value: FieldValue) -> amqp_field_value_t {
+        var field = amqp_field_value_t()
+        switch value {
+        case .bool(let flag):
+            field.kind = kind(AMQP_FIELD_KIND_BOOLEAN)
+            field.value.boolean = flag ? 1 : 0
+        case .int8(let number):
+            field.kind = kind(AMQP_FIELD_KIND_I8)
+            field.value.i8 = number
+        case .uint8(let number):
+            field.kind = kind(AMQP_FIELD_KIND_U8)
+            field.value.u8 = number
+        case .int16(let number):
+            field.kind = kind(AMQP_FIELD_KIND_I16)
+            field.value.i16 = number
+        case .uint16(let number):
+            field.kind = kind(AMQP_FIELD_KIND_U16)
+            field.value.u16 = number
+        case .int32(let number):
+            field.kind = kind(AMQP_FIELD_KIND_I32)
+            field.value.i32 = number
+        case .uint32(let number):
+            field.kind = kind(AMQP_FIELD_KIND_U32)
+            field.value.u32 = number
+        case .int64(let number):
+            field.kind = kind(AMQP_FIELD_KIND_I64)
+            field.value.i64 = number
+        case .uint64(let number):
+            field.kind = kind(AMQP_FIELD_KIND_U64)
+            field.value.u64 = number
+        case .float(let number):
+            field.kind = kind(AMQP_FIELD_KIND_F32)
+            field.value.f32 = number
+        case .double(let number):
+            field.kind = kind(AMQP_FIELD_KIND_F64)
+            field.value.f64 = number
+        case .decimal(let decimals, let number):
+            field.kind = kind(AMQP_FIELD_KIND_DECIMAL)
+            field.value.decimal = amqp_decimal_t(decimals: decimals, value: number)
+        case .string(let text):
+            field.kind = kind(AMQP_FIELD_KIND_UTF8)
+            field.value.bytes = bytes(text)
+        case .bytes(let data):
+            field.kind = kind(AMQP_FIELD_KIND_BYTES)
+            field.value.bytes = bytes(data)
+        case .timestamp(let seconds):
+            field.kind = kind(AMQP_FIELD_KIND_TIMESTAMP)
+            field.value.u64 = seconds
+        case .table(let nested):
+            field.kind = kind(AMQP_FIELD_KIND_TABLE)
+            field.value.table = table(nested)
+        case .array(let values):
+            field.kind = kind(AMQP_FIELD_KIND_ARRAY)
+            field.value.array = array(values)
+        case .void:
+            field.kind = kind(AMQP_FIELD_KIND_VOID)
+        }
+        return field
+    }
+
+    private func kind(_ kind: amqp_field_value_kind_t) -> UInt8 {
+        UInt8(kind.rawValue)
+    }
+
+    private func allocate(_ count: Int) -> UnsafeMutableRawPointer {
+        guard let pointer = malloc(Swift.max(count, 1)) else {
+            fatalError("out of memory allocating \(count) bytes for an AMQP frame")
+        }
+        allocations.append(pointer)
+        return pointer
+    }
+}
+
+/// Converts librabbitmq tables into field tables.
+enum FieldTableDecoder {
+    /// Nesting deeper than this is cut and replaced by `.void`, so a hostile header cannot
+    /// exhaust the stack.
+    static let maximumDepth = 32
+
+    /// Copies a librabbitmq table into a field table.
+    static func table(_ table: amqp_table_t, depth: Int = 0) -> FieldTable {
+        var result: FieldTable = [:]
+        guard table.num_entries > 0, let entries = table.entries else {
+            return result
+        }
+        for index in 0..<Int(table.num_entries) {
+            let entry = entries[index]
+            result[String(amqpBytes: entry.key)] = value(entry.value, depth: depth + 1)
+        }
+        return result
+    }
+
+    private static func array(_ array: amqp_array_t, depth: Int) -> [FieldValue] {
+        guard array.num_entries > 0, let entries = array.entries else {
+            return []
+        }
+        return (0..<Int(array.num_entries)).map { value(entries[$0], depth: depth + 1) }
+    }
+
+    private static func value(_ field: amqp_field_value_t, depth: Int) -> FieldValue {
+        switch amqp_field_value_kind_t(UInt32(field.kind)) {
+        case AMQP_FIELD_KIND_BOOLEAN: return .bool(field.value.boolean != 0)
+        case AMQP_FIELD_KIND_I8: return .int8(field.value.i8)
+        case AMQP_FIELD_KIND_U8: return .uint8(field.value.u8)
+        case AMQP_FIELD_KIND_I16: return .int16(field.value.i16)
+        case AMQP_FIELD_KIND_U16: return .uint16(field.value.u16)
+        case AMQP_FIELD_KIND_I32: return .int32(field.value.i32)
+        case AMQP_FIELD_KIND_U32: return .uint32(field.value.u32)
+        case AMQP_FIELD_KIND_I64: return .int64(field.value.i64)
+        case AMQP_FIELD_KIND_U64: return .uint64(field.value.u64)
+        case AMQP_FIELD_KIND_F32: return .float(field.value.f32)
+        case AMQP_FIELD_KIND_F64: return .double(field.value.f64)
+        case AMQP_FIELD_KIND_DECIMAL:
+            return .decimal(decimals: field.value.decimal.decimals, value: field.value.decimal.value)
+        case AMQP_FIELD_KIND_UTF8: return .string([UInt8](amqpBytes: field.value.bytes))
+        case AMQP_FIELD_KIND_BYTES: return .bytes([UInt8](amqpBytes: field.value.bytes))
+        case AMQP_FIELD_KIND_TIMESTAMP: return .timestamp(field.value.u64)
+        case AMQP_FIELD_KIND_TABLE:
+            return depth < maximumDepth ? .table(table(field.value.table, depth: depth)) : .void
+        case AMQP_FIELD_KIND_ARRAY:
+            return depth < maximumDepth ? .array(array(field.value.array, depth: depth)) : .void
+        default: return .void
+        }
+    }
+}

@@ -1,0 +1,213 @@
+import Foundation
+
+/// A JSON value, such as the `context` of an invocation.
+///
+/// Numbers are stored as `Double`, so integers beyond ±2^53 lose precision.
+public enum JSONValue: Sendable, Hashable {
+    /// `null`.
+    case null
+    /// `true` or `false`.
+    case bool(Bool)
+    /// A number.
+    case number(Double)
+    /// A string.
+    case string(String)
+    /// An array.
+    case array([JSONValue])
+    /// An object.
+    case object([String: JSONValue])
+
+    /// Parses JSON text encoded as UTF-8. Any value is accepted at the top level, not only
+    /// objects and arrays.
+    ///
+    /// - Throws: ``JSONParseError`` with the reason and the start of the text.
+    public init(parsing bytes: [UInt8]) throws(JSONParseError) {
+        let data = Data(bytes)
+        do {
+            self = try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw JSONParseError(input: bytes, reason: JSONParseError.reason(for: data, decodingError: error))
+        }
+    }
+
+    /// Parses JSON text.
+    ///
+    /// - Throws: ``JSONParseError`` with the reason and the start of the text.
+    public init(parsing text: String) throws(JSONParseError) {
+        try self.init(parsing: Array(text.utf8))
+    }
+
+    /// The members of an object, or `nil` for other values.
+    public var objectValue: [String: JSONValue]? {
+        if case .object(let members) = self {
+            return members
+        }
+        return nil
+    }
+
+    /// Writes the value as compact JSON with object keys sorted.
+    ///
+    /// An integral number within ±2^53 is written without a fraction (`3`, not `3.0`). JSON
+    /// has no NaN or infinity, so a non-finite number is written as `null`.
+    public func serialized() -> String {
+        var output = ""
+        write(to: &output)
+        return output
+    }
+}
+
+// MARK: - Writing
+
+extension JSONValue {
+    private func write(to output: inout String) {
+        switch self {
+        case .null:
+            output += "null"
+        case .bool(let value):
+            output += value ? "true" : "false"
+        case .number(let value):
+            output += Self.formatNumber(value)
+        case .string(let value):
+            Self.writeString(value, to: &output)
+        case .array(let elements):
+            writeArray(elements, to: &output)
+        case .object(let members):
+            writeObject(members, to: &output)
+        }
+    }
+
+    private func writeArray(_ elements: [JSONValue], to output: inout String) {
+        output += "["
+        for (index, element) in elements.enumerated() {
+            if index > 0 {
+                output += ","
+            }
+            element.write(to: &output)
+        }
+        output += "]"
+    }
+
+    private func writeObject(_ members: [String: JSONValue], to output: inout String) {
+        output += "{"
+        for (index, key) in members.keys.sorted().enumerated() {
+            if index > 0 {
+                output += ","
+            }
+            Self.writeString(key, to: &output)
+            output += ":"
+            members[key]?.write(to: &output)
+        }
+        output += "}"
+    }
+
+    private static func formatNumber(_ value: Double) -> String {
+        guard value.isFinite else {
+            return "null"
+        }
+
+        // 2^53 is the largest magnitude below which every integer is exact in a Double.
+        if value == value.rounded(), abs(value) <= 9_007_199_254_740_992 {
+            return String(Int64(value))
+        }
+        return String(value)
+    }
+
+    private static func writeString(_ value: String, to output: inout String) {
+        output += "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": output += "\\\""
+            case "\\": output += "\\\\"
+            case "\n": output += "\\n"
+            case "\r": output += "\\r"
+            case "\t": output += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default:
+                output.unicodeScalars.append(scalar)
+            }
+        }
+        output += "\""
+    }
+}
+
+// MARK: - Codable
+
+extension JSONValue: Codable {
+    /// Decodes any JSON value.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else if let value = try? container.decode([String: JSONValue].self) {
+            self = .object(value)
+        } else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a JSON value")
+        }
+    }
+
+    /// Encodes the value; a non-finite number is encoded as `null`, as in ``serialized()``.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .number(let value) where !value.isFinite: try container.encodeNil()
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+}
+
+// MARK: - Literals
+
+extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
+    ExpressibleByFloatLiteral, ExpressibleByStringLiteral, ExpressibleByArrayLiteral,
+    ExpressibleByDictionaryLiteral
+{
+    /// Creates `null`.
+    public init(nilLiteral: ()) {
+        self = .null
+    }
+
+    /// Creates a boolean.
+    public init(booleanLiteral value: Bool) {
+        self = .bool(value)
+    }
+
+    /// Creates a number from an integer.
+    public init(integerLiteral value: Int) {
+        self = .number(Double(value))
+    }
+
+    /// Creates a number.
+    public init(floatLiteral value: Double) {
+        self = .number(value)
+    }
+
+    /// Creates a string.
+    public init(stringLiteral value: String) {
+        self = .string(value)
+    }
+
+    /// Creates an array.
+    public init(arrayLiteral elements: JSONValue...) {
+        self = .array(elements)
+    }
+
+    /// Creates an object; a repeated key keeps its last value.
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self = .object(Dictionary(elements) { _, last in last })
+    }
+}

@@ -1,0 +1,42 @@
+/// The rules for the name of a service, which AMQPRetry also uses in the name of the
+/// service's queue.
+public enum ServiceName {
+    /// The largest accepted name in UTF-8 bytes.
+    ///
+    /// AMQP 0-9-1 limits a queue name to 255 bytes, and the queue of a service adds the prefix
+    /// `amqpretry.service.` (18 bytes), so 200 bytes leave room to spare.
+    public static let maximumBytes = 200
+
+    /// Checks that `name` can name a service.
+    ///
+    /// A name must not be empty, must be at most ``maximumBytes`` bytes of UTF-8, must not
+    /// contain control characters and must not start with `amq.`, a prefix RabbitMQ reserves.
+    ///
+    /// - Parameters:
+    ///   - name: The service name to check.
+    ///   - option: The name of the argument that contains it, such as `target` or `callback`,
+    ///     which the error names.
+    /// - Throws: ``InvokeRetryError/invalidOption(name:value:reason:)`` with the rule the name breaks.
+    public static func validate(_ name: String, option: String) throws {
+        if let reason = violation(of: name) {
+            throw InvokeRetryError.invalid(option, name, reason)
+        }
+    }
+
+    /// Returns the rule `name` breaks, or `nil` when it is a valid service name.
+    static func violation(of name: String) -> String? {
+        if name.isEmpty {
+            return "must not be empty"
+        }
+        if name.utf8.count > maximumBytes {
+            return "must be at most \(maximumBytes) bytes of UTF-8, but has \(name.utf8.count)"
+        }
+        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return "must not contain control characters"
+        }
+        if name.hasPrefix("amq.") {
+            return "must not start with 'amq.', which RabbitMQ reserves"
+        }
+        return nil
+    }
+}

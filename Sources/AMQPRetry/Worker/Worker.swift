@@ -1,0 +1,242 @@
+import Foundation
+import Synchronization
+
+/// Hosts services: consumes their queues, calls their handlers, and carries out the retry
+/// decisions through the broker.
+///
+/// ```swift
+/// let worker = Worker(configuration: .init(connection: try .fromEnvironment()), logger: logger)
+/// try worker.register("billing.charge") { request in try await charge(request.payload) }
+/// try await worker.run()   // until stop()
+/// ```
+///
+/// A failed background call is published to the delay queue of its interval and only then
+/// acknowledged, so a pending retry always lives in the broker. Handlers run concurrently up to
+/// ``Configuration/concurrency``. ``stop()`` cancels the consumers, lets the handlers finish and
+/// closes the connections.
+public final class Worker: Sendable {
+    /// The settings of a worker.
+    public struct Configuration: Sendable {
+        /// The broker URL and connection settings.
+        public var connection: ConnectionConfiguration
+        /// The number of handlers that run at once, and each consumer's prefetch count.
+        /// Default: 8.
+        public var concurrency: Int
+        /// How long ``Worker/stop()`` waits for running handlers before closing. Default: 30 s.
+        public var drainTimeout: Duration
+        /// The connection name the broker's management UI shows. Default: `amqp-retry worker`.
+        public var name: String
+
+        /// Creates a worker configuration.
+        public init(
+            connection: ConnectionConfiguration,
+            concurrency: Int = 8,
+            drainTimeout: Duration = .seconds(30),
+            name: String = "amqp-retry worker"
+        ) {
+            self.connection = connection
+            self.concurrency = concurrency
+            self.drainTimeout = drainTimeout
+            self.name = name
+        }
+    }
+
+    struct State: ~Copyable {
+        var services: [String: ServiceHandler] = [:]
+        var running = false
+        var stopRequested = false
+        var inFlight = 0
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    let configuration: Configuration
+    let logger: Logger
+    let state = Mutex(State())
+    let handlerSlots: AsyncSemaphore
+
+    /// Creates a worker; nothing connects until ``run()``.
+    public init(configuration: Configuration, logger: Logger = .disabled) {
+        self.configuration = configuration
+        self.logger = logger
+        self.handlerSlots = AsyncSemaphore(permits: max(1, configuration.concurrency))
+    }
+
+    /// Registers the handler of a service; call it before ``run()``.
+    /// - Throws: ``InvokeRetryError/invalidOption(name:value:reason:)`` for an invalid service
+    ///   name, a name registered twice, a worker already running, or an invalid concurrency.
+    public func register(_ service: String, handler: @escaping ServiceHandler) throws {
+        try ServiceName.validate(service, option: "service")
+        try state.withLock { (state) throws in
+            guard !state.running else {
+                throw InvokeRetryError.invalidOption(name: "service", value: service,
+                                                     reason: "register services before run()")
+            }
+            guard state.services[service] == nil else {
+                throw InvokeRetryError.invalidOption(name: "service", value: service,
+                                                     reason: "is already registered")
+            }
+            state.services[service] = handler
+        }
+    }
+
+    /// Connects, consumes every registered service's queue, and returns after ``stop()`` once the
+    /// running handlers have finished and the connections are closed.
+    /// - Parameter onConsuming: called once every service queue is declared and consumed, so that
+    ///   a caller can wait for the worker before it invokes the services.
+    /// - Throws: ``AMQPError`` when the broker cannot be reached at start, or
+    ///   ``InvokeRetryError/invalidOption(name:value:reason:)`` for an invalid configuration.
+    public func run(onConsuming: @Sendable () -> Void = {}) async throws {
+        let services = try markRunning()
+        let consumer = AMQPConnection(configuration: configuration.connection, name: configuration.name, logger: logger)
+        try await consumer.start()
+        let engine: InvocationEngine
+        do {
+            engine = try await InvocationEngine.start(configuration: configuration.connection,
+                                                      name: configuration.name + " (invocations)", logger: logger)
+        } catch {
+            await consumer.close()
+            throw error
+        }
+
+        let session = WorkerSession(worker: self, connection: consumer, engine: engine)
+        do {
+            try await session.subscribe(services)
+            logger.info("worker started", metadata: ["amqpretry.services": services.keys.sorted().joined(separator: ",")])
+            onConsuming()
+            await waitForStop()
+            await session.unsubscribe()
+            await waitForDrain()
+        } catch {
+            logger.error("worker failed to start consuming", metadata: [LogKey.error: "\(error)"])
+            await consumer.close()
+            await engine.close()
+            throw error
+        }
+        await consumer.close()
+        await engine.close()
+        logger.info("worker stopped")
+    }
+
+    /// Asks a running worker to stop: it cancels its consumers, lets running handlers finish
+    /// (up to ``Configuration/drainTimeout``) and closes. ``run()`` returns when that is done.
+    public func stop() {
+        let waiters = state.withLock { state in
+            state.stopRequested = true
+            defer { state.stopWaiters.removeAll() }
+            return state.stopWaiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    private func markRunning() throws -> [String: ServiceHandler] {
+        guard configuration.concurrency >= 1, configuration.concurrency <= Int(UInt16.max) else {
+            throw InvokeRetryError.invalidOption(name: "concurrency", value: String(configuration.concurrency),
+                                                 reason: "must be between 1 and \(UInt16.max)")
+        }
+        return try state.withLock { (state) throws -> [String: ServiceHandler] in
+            guard !state.running else {
+                throw InvokeRetryError.invalidOption(name: "run", value: "called twice",
+                                                     reason: "a worker runs once; create a new one")
+            }
+            guard !state.services.isEmpty else {
+                throw InvokeRetryError.invalidOption(name: "service", value: "none",
+                                                     reason: "register at least one service before run()")
+            }
+            state.running = true
+            return state.services
+        }
+    }
+
+    private func waitForStop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let stopped = state.withLock { state -> Bool in
+                if state.stopRequested { return true }
+                state.stopWaiters.append(continuation)
+                return false
+            }
+            if stopped { continuation.resume() }
+        }
+    }
+
+    private func waitForDrain() async {
+        let deadline = Task { [weak self] in
+            try? await Task.sleep(for: self?.configuration.drainTimeout ?? .zero)
+            self?.resumeDrainWaiters(force: true)
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let drained = state.withLock { state -> Bool in
+                if state.inFlight == 0 { return true }
+                state.drainWaiters.append(continuation)
+                return false
+            }
+            if drained { continuation.resume() }
+        }
+        deadline.cancel()
+    }
+
+    func handlerStarted() {
+        state.withLock { $0.inFlight += 1 }
+    }
+
+    func handlerFinished() {
+        let done = state.withLock { state -> Bool in
+            state.inFlight -= 1
+            return state.inFlight == 0
+        }
+        if done {
+            resumeDrainWaiters(force: false)
+        }
+    }
+
+    private func resumeDrainWaiters(force: Bool) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard force || state.inFlight == 0 else { return [] }
+            if force && state.inFlight > 0 {
+                logger.warning("stopping with handlers still running", metadata: ["amqpretry.in_flight": String(state.inFlight)])
+            }
+            defer { state.drainWaiters.removeAll() }
+            return state.drainWaiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+}
+
+/// A counting semaphore for tasks: ``acquire()`` suspends, never blocks a thread.
+final class AsyncSemaphore: Sendable {
+    private struct State: ~Copyable {
+        var permits: Int
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state: Mutex<State>
+
+    init(permits: Int) {
+        state = Mutex(State(permits: permits))
+    }
+
+    func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let acquired = state.withLock { state -> Bool in
+                if state.permits > 0 {
+                    state.permits -= 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if acquired { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.permits += 1
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        waiter?.resume()
+    }
+}

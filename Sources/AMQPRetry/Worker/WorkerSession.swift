@@ -1,0 +1,227 @@
+import Foundation
+import Synchronization
+
+/// One run of a worker: its consumer connection, its consumers, and the processing of each
+/// delivery from decode to acknowledgement.
+final class WorkerSession: Sendable {
+    typealias DeliveryReference = AMQPConnection.DeliveryReference
+
+    let worker: Worker
+    let connection: AMQPConnection
+    let engine: InvocationEngine
+    private let consumerIDs = Mutex<[UInt64]>([])
+    /// How long a delivery whose replacement could not be published waits before it goes back
+    /// to its queue, so that a lasting fault does not turn into a tight redelivery loop.
+    static let requeueDelay: Duration = .seconds(1)
+
+    private var logger: Logger { worker.logger }
+
+    init(worker: Worker, connection: AMQPConnection, engine: InvocationEngine) {
+        self.worker = worker
+        self.connection = connection
+        self.engine = engine
+    }
+
+    /// Sets the prefetch and starts one consumer per service.
+    func subscribe(_ services: [String: ServiceHandler]) async throws {
+        try await connection.setPrefetch(UInt16(worker.configuration.concurrency))
+        for (service, handler) in services.sorted(by: { $0.key < $1.key }) {
+            let consumer = AMQPConnection.Consumer(
+                queue: TopologyNames.serviceQueue(service), noAck: false,
+                topology: Topology.service(service)
+            ) { [self] delivery, reference in
+                worker.handlerStarted()
+                Task { await self.process(delivery, reference, service: service, handler: handler) }
+            }
+            let id = try await connection.addConsumer(consumer)
+            consumerIDs.withLock { $0.append(id) }
+        }
+    }
+
+    /// Cancels every consumer; deliveries already received are still processed.
+    func unsubscribe() async {
+        for id in consumerIDs.withLock({ $0 }) {
+            do {
+                try await connection.removeConsumer(id)
+            } catch {
+                logger.warning("cancelling a consumer failed", metadata: [LogKey.error: "\(error)"])
+            }
+        }
+    }
+
+    private func process(_ delivery: Delivery, _ reference: DeliveryReference, service: String,
+                         handler: ServiceHandler) async {
+        defer { worker.handlerFinished() }
+        let invocation: Invocation
+        switch Invocation.decode(properties: delivery.properties, body: delivery.body, queueService: service) {
+        case .failure(let reason):
+            await park(delivery, reference, service: service, reason: reason)
+            return
+        case .success(let decoded):
+            invocation = decoded
+        }
+
+        let outcome = await call(handler, invocation)
+        let action = RetryPolicy.decide(invocation: invocation, outcome: outcome)
+        await carryOut(action, invocation: invocation, outcome: outcome, delivery: delivery, reference: reference)
+    }
+
+    private func call(_ handler: ServiceHandler, _ invocation: Invocation) async -> CallOutcome {
+        let request = ServiceRequest(
+            payload: invocation.payload, cid: invocation.cid, service: invocation.target,
+            attempt: invocation.attempt, mode: invocation.mode, source: invocation.source,
+            patterns: Patterns(invokeRetry: InvokeRetry(engine: engine, source: invocation.target,
+                                                        origCID: invocation.cid))
+        )
+        await worker.handlerSlots.acquire()
+        defer { worker.handlerSlots.release() }
+        do {
+            return .success(try await handler(request))
+        } catch {
+            let message = WireHeader.boundedErrorMessage(String(describing: error))
+            logger.info("service call failed", metadata: metadata(invocation, [LogKey.error: message]))
+            return .failure(message)
+        }
+    }
+}
+
+// MARK: - Carrying out the retry decision
+
+extension WorkerSession {
+    private func carryOut(_ action: RetryAction, invocation: Invocation, outcome: CallOutcome,
+                          delivery: Delivery, reference: DeliveryReference) async {
+        switch action {
+        case .reply:
+            await reply(invocation, outcome: outcome, delivery: delivery, reference: reference)
+        case .retry(let nextAttempt, let delayMilliseconds):
+            await retry(invocation, nextAttempt: nextAttempt, delayMilliseconds: delayMilliseconds,
+                        outcome: outcome, delivery: delivery, reference: reference)
+        case .finish(let ok):
+            await finish(invocation, ok: ok, outcome: outcome, reference: reference)
+        case .park(let reason):
+            await park(delivery, reference, service: invocation.target, reason: reason)
+        }
+    }
+
+    private func reply(_ invocation: Invocation, outcome: CallOutcome, delivery: Delivery,
+                       reference: DeliveryReference) async {
+        guard let replyTo = delivery.properties.replyTo, !replyTo.isEmpty else {
+            logger.warning("sync request without reply_to; the outcome is dropped", metadata: metadata(invocation))
+            connection.ack(reference)
+            return
+        }
+        let message = Reply.message(to: replyTo, for: invocation, outcome: outcome)
+        await publish([message], declaring: [], then: reference, invocation: invocation)
+    }
+
+    private func retry(_ invocation: Invocation, nextAttempt: Int, delayMilliseconds: Int64,
+                       outcome: CallOutcome, delivery: Delivery, reference: DeliveryReference) async {
+        var next = invocation
+        next.attempt = nextAttempt
+        if case .failure(let message) = outcome {
+            next.lastError = message
+        }
+        var properties = next.messageProperties()
+        properties.headers = Self.republishedHeaders(delivery.properties.headers, replacingWith: properties.headers)
+        let message = OutgoingMessage(
+            exchange: TopologyNames.delayExchange(milliseconds: delayMilliseconds),
+            routingKey: TopologyNames.serviceQueue(invocation.target), mandatory: true,
+            properties: properties, body: invocation.payload.bytes
+        )
+        logger.info("scheduling a retry", metadata: metadata(invocation, [
+            "amqpretry.next_attempt": String(nextAttempt), "amqpretry.delay_ms": String(delayMilliseconds),
+        ]))
+        let topology = Topology.delay(milliseconds: delayMilliseconds) + Topology.service(invocation.target)
+        await publish([message], declaring: topology, then: reference, invocation: invocation)
+    }
+
+    /// The headers of a republished invocation: the application's own headers, without the
+    /// broker's dead-lettering history, and with AMQPRetry's headers replaced.
+    ///
+    /// Leaving `x-death` in place would make RabbitMQ count each retry as one more
+    /// dead-lettering cycle of the same message.
+    static func republishedHeaders(_ original: FieldTable, replacingWith own: FieldTable) -> FieldTable {
+        var headers = original.filter { key, _ in
+            key != "x-death" && !key.hasPrefix("x-first-death-") && !key.hasPrefix("x-last-death-")
+                && !key.hasPrefix("amqpretry-")
+        }
+        headers.merge(own) { _, new in new }
+        return headers
+    }
+
+    private func finish(_ invocation: Invocation, ok: Bool, outcome: CallOutcome, reference: DeliveryReference) async {
+        guard let callback = invocation.callback, invocation.mode == .async else {
+            logger.debug("invocation finished", metadata: metadata(invocation, ["amqpretry.ok": String(ok)]))
+            connection.ack(reference)
+            return
+        }
+        let body = CallbackBody.make(invocation: invocation, outcome: outcome, attempts: invocation.attempt)
+        let message = Self.callbackMessage(body, to: callback, for: invocation)
+        logger.info("publishing the callback", metadata: metadata(invocation, [
+            LogKey.callback: callback, "amqpretry.ok": String(ok),
+        ]))
+        await publish([message], declaring: Topology.service(callback), then: reference, invocation: invocation)
+    }
+
+    /// Builds the callback of a finished background invocation, addressed to the callback
+    /// service's queue with `correlation_id` set to the call's CID.
+    static func callbackMessage(_ body: CallbackBody, to callback: String, for invocation: Invocation) -> OutgoingMessage {
+        let callbackInvocation = Invocation(
+            cid: invocation.cid, mode: .callback, target: callback, attempt: 1, options: invocation.options,
+            callback: nil, source: invocation.target, origCID: invocation.origCID, context: invocation.context,
+            requestTimestamp: invocation.requestTimestamp, lastError: nil,
+            payload: Payload(bytes: body.encoded(), contentType: "application/json")
+        )
+        return OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(callback), mandatory: true,
+                               properties: callbackInvocation.messageProperties(),
+                               body: callbackInvocation.payload.bytes)
+    }
+
+    /// Moves a message to the parking queue with the reason in its headers, then acknowledges it.
+    func park(_ delivery: Delivery, _ reference: DeliveryReference, service: String, reason: ParkReason) async {
+        var properties = delivery.properties
+        let queue = TopologyNames.serviceQueue(service)
+        properties.headers.merge(reason.headers(queue: queue)) { _, new in new }
+        properties.deliveryMode = 2
+        let message = OutgoingMessage(exchange: "", routingKey: TopologyNames.parkingQueue, mandatory: true,
+                                      properties: properties, body: delivery.body)
+        logger.warning("parking a message", metadata: [
+            LogKey.queue: queue, LogKey.reason: reason.description,
+            LogKey.cid: delivery.properties.correlationID.map { String($0.prefix(64)) } ?? "",
+        ])
+        do {
+            try await connection.publish([message], declaring: Topology.parking, thenAcknowledge: reference)
+        } catch {
+            await requeueLater(reference, after: error, metadata: [LogKey.queue: queue])
+        }
+    }
+
+    private func publish(_ messages: [OutgoingMessage], declaring topology: [TopologyItem],
+                         then reference: DeliveryReference, invocation: Invocation) async {
+        do {
+            try await connection.publish(messages, declaring: topology, thenAcknowledge: reference)
+        } catch {
+            await requeueLater(reference, after: error, metadata: metadata(invocation))
+        }
+    }
+
+    /// Gives a delivery back to its queue after its replacement could not be published; the
+    /// broker already redelivers it when the connection was lost.
+    private func requeueLater(_ reference: DeliveryReference, after error: AMQPError, metadata: Logger.Metadata) async {
+        var metadata = metadata
+        metadata[LogKey.error] = error.description
+        logger.error("publishing failed; the delivery goes back to its queue", metadata: metadata)
+        guard error.code != .connectionLost else { return }
+        try? await Task.sleep(for: Self.requeueDelay)
+        connection.reject(reference, requeue: true)
+    }
+
+    private func metadata(_ invocation: Invocation, _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            LogKey.cid: invocation.cid.rawValue, LogKey.target: invocation.target,
+            LogKey.attempt: String(invocation.attempt),
+        ]
+        metadata.merge(extra) { _, new in new }
+        return metadata
+    }
+}
