@@ -5,14 +5,14 @@
 #
 # The private node shares nothing with a system RabbitMQ node (rabbit@HOST on
 # AMQP port 5672, distribution port 25672, epmd port 4369): it has its own node
-# name, ports, epmd, Erlang cookie, config, data and log folders. Only one
-# private node can run per machine at a time because the node name and the
-# epmd port are fixed.
+# name, ports, epmd, Erlang cookie, config, data and log folders. All of them
+# derive from the AMQP port, so private nodes on AMQP ports at least 11 apart
+# (each node's CLI tools use 11 ports) can run side by side.
 
 AMQPRETRY_BROKER_PORT="${AMQPRETRY_BROKER_PORT:-5680}"
 if ! [[ "$AMQPRETRY_BROKER_PORT" =~ ^[0-9]+$ ]] \
-    || (( AMQPRETRY_BROKER_PORT < 1024 || AMQPRETRY_BROKER_PORT > 45535 )); then
-    echo "error: AMQPRETRY_BROKER_PORT=$AMQPRETRY_BROKER_PORT is invalid; use a port from 1024 to 45535 (the distribution port is the AMQP port + 20000)" >&2
+    || (( AMQPRETRY_BROKER_PORT < 2400 || AMQPRETRY_BROKER_PORT > 45535 )); then
+    echo "error: AMQPRETRY_BROKER_PORT=$AMQPRETRY_BROKER_PORT is invalid; use a port from 2400 to 45535 (the epmd port is the AMQP port - 1300 and the distribution port the AMQP port + 20000)" >&2
     exit 2
 fi
 
@@ -23,7 +23,7 @@ if [[ "$AMQPRETRY_BROKER_DIR" != /?* ]]; then
     exit 2
 fi
 
-BROKER_NODE_NAME="amqpretry@localhost"
+BROKER_NODE_NAME="amqpretry-$AMQPRETRY_BROKER_PORT@localhost"
 BROKER_HOST="127.0.0.1"
 # The offsets of a system node: distribution port = AMQP port + 20000 (25672),
 # and rabbitmq-env of RabbitMQ 3.10 gives CLI tools the ports 35672-35682,
@@ -31,7 +31,8 @@ BROKER_HOST="127.0.0.1"
 BROKER_DIST_PORT=$((AMQPRETRY_BROKER_PORT + 20000))
 BROKER_CLI_DIST_PORT_MIN=$((BROKER_DIST_PORT + 10000))
 BROKER_CLI_DIST_PORT_MAX=$((BROKER_CLI_DIST_PORT_MIN + 10))
-BROKER_EPMD_PORT=4380
+# 4380 for the default AMQP port 5680.
+BROKER_EPMD_PORT=$((AMQPRETRY_BROKER_PORT - 1300))
 BROKER_URL="amqp://guest:guest@$BROKER_HOST:$AMQPRETRY_BROKER_PORT/%2F"
 
 BROKER_CONFIG_FILE="$AMQPRETRY_BROKER_DIR/rabbitmq.conf"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the private RabbitMQ node (amqpretry@localhost) on 127.0.0.1 in the
+# Start the private RabbitMQ node (amqpretry-PORT@localhost) on 127.0.0.1 in the
 # background and wait until it accepts AMQP connections. On success the last
 # line on stdout is the node's AMQP URL; progress messages go to stderr.
 #

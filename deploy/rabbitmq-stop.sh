@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the private RabbitMQ node (amqpretry@localhost) and its epmd, and make
+# Stop the private RabbitMQ node (amqpretry-PORT@localhost) and its epmd, and make
 # sure that no process of the node remains. Succeeds when nothing runs.
 #
 # Environment: AMQPRETRY_BROKER_PORT and AMQPRETRY_BROKER_DIR, as given to
