@@ -23,7 +23,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AMQPRetryTests",
-            dependencies: ["AMQPRetry"]
+            dependencies: ["AMQPRetry", "CRabbitMQ"]
         ),
         .testTarget(
             name: "AMQPRetryIntegrationTests",

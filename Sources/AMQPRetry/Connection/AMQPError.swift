@@ -21,6 +21,8 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         case publishNacked = "publish rejected by the broker (basic.nack)"
         /// A mandatory publish reached no queue and came back with `basic.return`.
         case unroutable = "message returned as unroutable (basic.return)"
+        /// The message cannot be encoded within AMQP's limits, so nothing of it was sent.
+        case invalidMessage = "invalid message"
         /// The connection was closed by this process.
         case closed = "connection closed by the application"
         /// librabbitmq reported an error that fits no other code.
@@ -48,7 +50,7 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
     public var isRetriable: Bool {
         switch code {
         case .connectionFailed, .connectionLost, .timeout, .publishNacked: return true
-        case .loginFailed, .channelClosed, .unroutable, .closed, .libraryError: return false
+        case .loginFailed, .channelClosed, .unroutable, .invalidMessage, .closed, .libraryError: return false
         }
     }
 

@@ -6,6 +6,8 @@ final class ConnectionLoop: @unchecked Sendable {
         var remaining: Int
         var error: AMQPError?
         let request: AMQPConnection.PublishRequest
+        /// The `message_id` of each mandatory message, for matching a `basic.return`.
+        let returnableMessageIDs: [String]
     }
 
     private let connection: AMQPConnection
@@ -280,13 +282,22 @@ extension ConnectionLoop {
                                                   replyText: "the delivery belongs to a closed connection")))
             return
         }
+        let messages = request.messages.map(Self.withMessageID)
+        do {
+            for message in messages {
+                try FrameSize.validate(message, frameMax: handle.frameMax)
+            }
+        } catch {
+            request.completion(.failure(error))
+            return
+        }
+
         let groupID = nextGroupID
         nextGroupID += 1
-        groups[groupID] = PendingGroup(remaining: request.messages.count, error: nil, request: request)
-        for var message in request.messages {
-            if message.properties.messageID == nil {
-                message.properties.messageID = UUID().uuidString
-            }
+        let returnable = messages.filter(\.mandatory).compactMap(\.properties.messageID)
+        groups[groupID] = PendingGroup(remaining: messages.count, error: nil, request: request,
+                                       returnableMessageIDs: returnable)
+        for message in messages {
             let sequence = try handle.publish(message)
             groupBySequence[sequence] = groupID
             if message.mandatory, let messageID = message.properties.messageID {
@@ -296,6 +307,15 @@ extension ConnectionLoop {
         if request.messages.isEmpty {
             try completeGroup(groupID)
         }
+    }
+
+    /// Gives a message a `message_id` when it has none, so that a `basic.return` can be matched
+    /// to its publish.
+    private static func withMessageID(_ message: OutgoingMessage) -> OutgoingMessage {
+        guard message.properties.messageID == nil else { return message }
+        var copy = message
+        copy.properties.messageID = UUID().uuidString
+        return copy
     }
 
     /// Completes a command that never ran, for example because the connection was closed.
@@ -450,10 +470,8 @@ extension ConnectionLoop {
 
     private func completeGroup(_ groupID: UInt64) throws(AMQPError) {
         guard let group = groups.removeValue(forKey: groupID) else { return }
-        for message in group.request.messages {
-            if let messageID = message.properties.messageID {
-                sequenceByMessageID[messageID] = nil
-            }
+        for messageID in group.returnableMessageIDs {
+            sequenceByMessageID[messageID] = nil
         }
         if let error = group.error {
             group.request.completion(.failure(error))
@@ -492,6 +510,9 @@ extension ConnectionLoop {
 
         for (groupID, group) in groups where group.request.deadline < now {
             groups[groupID] = nil
+            for messageID in group.returnableMessageIDs {
+                sequenceByMessageID[messageID] = nil
+            }
             group.request.completion(.failure(AMQPError(
                 .timeout, operation: "basic.publish",
                 replyText: "no publisher confirm within \(configuration.operationTimeout)")))

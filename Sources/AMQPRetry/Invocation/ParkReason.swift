@@ -20,8 +20,12 @@ public struct ParkReason: Error, Sendable, Hashable, CustomStringConvertible {
         case retriesExhausted = "retries-exhausted"
         /// The handler of a callback service failed.
         case callbackFailed = "callback-failed"
-        /// The broker could not route the message anywhere.
+        /// What replaces the message (a retry, reply or callback) cannot be published, for
+        /// example because its headers exceed the connection's `frame_max`.
         case undeliverable = "undeliverable"
+        /// The broker redelivered the message more often than the worker's redelivery limit
+        /// allows without a worker finishing it, as when a handler crashes the worker process.
+        case redeliveryLimit = "redelivery-limit"
     }
 
     /// The kind of problem.

@@ -39,6 +39,9 @@ public enum WireHeader {
     public static let parkedQueue = "amqpretry-parked-queue"
     /// When a message was parked, as a ``WireTimestamp``.
     public static let parkedAt = "amqpretry-parked-at"
+    /// How many times the broker redelivered the invocation to a worker that did not finish it;
+    /// a worker increments it on each redelivery and parks the invocation past its limit.
+    public static let redeliveries = "amqpretry-redeliveries"
 
     /// The version of the header contract this library writes and reads.
     public static let currentVersion: Int64 = 1

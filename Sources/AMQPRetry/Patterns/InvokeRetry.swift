@@ -158,6 +158,9 @@ public enum InvokeResult: Sendable, Hashable {
 
 /// The options of one call, validated before anything is published.
 struct CallPlan {
+    /// The largest context a worker accepts in the `amqpretry-context` header (64 KiB).
+    static let maximumContextBytes = 64 * 1024
+
     let target: String
     let options: RetryOptions
     let callback: String?
@@ -173,6 +176,11 @@ struct CallPlan {
         if let context, context.objectValue == nil {
             throw InvokeRetryError.invalidOption(name: "context", value: context.serialized(),
                                                  reason: "must be a JSON object")
+        }
+        if let context, context.serialized().utf8.count > Self.maximumContextBytes {
+            throw InvokeRetryError.invalidOption(
+                name: "context", value: "a JSON object of \(context.serialized().utf8.count) bytes",
+                reason: "must be at most \(Self.maximumContextBytes) bytes as JSON; pass large data in the request")
         }
         if let timeout {
             try RetryOptions.validateTimeout(timeout)

@@ -26,18 +26,25 @@ public final class Worker: Sendable {
         public var drainTimeout: Duration
         /// The connection name the broker's management UI shows. Default: `amqp-retry worker`.
         public var name: String
+        /// How many times an invocation may be redelivered unfinished before it is parked with
+        /// reason `redelivery-limit` and, when it names one, a failure callback. A redelivery
+        /// follows a worker that died or lost its connection while holding the invocation, so
+        /// this stops a handler that crashes the worker from crash-looping it. Default: 3.
+        public var redeliveryLimit: Int
 
         /// Creates a worker configuration.
         public init(
             connection: ConnectionConfiguration,
             concurrency: Int = 8,
             drainTimeout: Duration = .seconds(30),
-            name: String = "amqp-retry worker"
+            name: String = "amqp-retry worker",
+            redeliveryLimit: Int = 3
         ) {
             self.connection = connection
             self.concurrency = concurrency
             self.drainTimeout = drainTimeout
             self.name = name
+            self.redeliveryLimit = redeliveryLimit
         }
     }
 

@@ -52,6 +52,10 @@ final class WorkerSession: Sendable {
     private func process(_ delivery: Delivery, _ reference: DeliveryReference, service: String,
                          handler: ServiceHandler) async {
         defer { worker.handlerFinished() }
+        if delivery.redelivered {
+            await countRedelivery(delivery, reference, service: service)
+            return
+        }
         let invocation: Invocation
         switch Invocation.decode(properties: delivery.properties, body: delivery.body, queueService: service) {
         case .failure(let reason):
@@ -85,6 +89,64 @@ final class WorkerSession: Sendable {
     }
 }
 
+// MARK: - Redeliveries
+
+extension WorkerSession {
+    /// Handles a delivery that the broker redelivered: republishes it with its redelivery count
+    /// one higher and acknowledges the original, or parks it once the count passes the limit.
+    ///
+    /// The handler does not run on the redelivered copy itself. Counting in a header of the
+    /// message survives the death of the worker, which an in-memory count would not.
+    private func countRedelivery(_ delivery: Delivery, _ reference: DeliveryReference, service: String) async {
+        let count = (delivery.properties.headers[WireHeader.redeliveries]?.integerValue ?? 0) + 1
+        guard count <= Int64(worker.configuration.redeliveryLimit) else {
+            await parkRedelivered(delivery, reference, service: service, count: count)
+            return
+        }
+        var properties = delivery.properties
+        properties.headers[WireHeader.redeliveries] = .int64(count)
+        let copy = OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(service), mandatory: true,
+                                   properties: properties, body: delivery.body)
+        logger.notice("an invocation was redelivered; requeueing it with its count", metadata: [
+            LogKey.queue: TopologyNames.serviceQueue(service), "amqpretry.redeliveries": String(count),
+            LogKey.cid: delivery.properties.correlationID.map { String($0.prefix(64)) } ?? "",
+        ])
+        do {
+            try await connection.publish([copy], declaring: Topology.service(service), thenAcknowledge: reference)
+        } catch where error.code == .invalidMessage {
+            await park(delivery, reference, service: service,
+                       reason: ParkReason(code: .undeliverable, detail: error.description))
+        } catch {
+            await requeueLater(reference, after: error, metadata: [LogKey.queue: TopologyNames.serviceQueue(service)])
+        }
+    }
+
+    /// Parks an invocation past the redelivery limit and, when a callback can be read from it,
+    /// publishes a failure callback too.
+    private func parkRedelivered(_ delivery: Delivery, _ reference: DeliveryReference, service: String,
+                                 count: Int64) async {
+        let detail = "redelivered \(count) times without a worker finishing it; "
+            + "a handler may crash or hang the worker on this message"
+        let reason = ParkReason(code: .redeliveryLimit, detail: detail)
+        guard case .success(let invocation) = Invocation.decode(properties: delivery.properties, body: delivery.body,
+                                                              queueService: service),
+              invocation.mode == .async, let callback = invocation.callback else {
+            await park(delivery, reference, service: service, reason: reason)
+            return
+        }
+        let body = CallbackBody.make(invocation: invocation, outcome: .failure(reason.description),
+                                     attempts: invocation.attempt)
+        let message = Self.callbackMessage(body, to: callback, for: invocation)
+        do {
+            try await connection.publish([message], declaring: Topology.service(callback))
+        } catch {
+            await requeueLater(reference, after: error, metadata: metadata(invocation))
+            return
+        }
+        await park(delivery, reference, service: service, reason: reason)
+    }
+}
+
 // MARK: - Carrying out the retry decision
 
 extension WorkerSession {
@@ -97,7 +159,7 @@ extension WorkerSession {
             await retry(invocation, nextAttempt: nextAttempt, delayMilliseconds: delayMilliseconds,
                         outcome: outcome, delivery: delivery, reference: reference)
         case .finish(let ok):
-            await finish(invocation, ok: ok, outcome: outcome, reference: reference)
+            await finish(invocation, ok: ok, outcome: outcome, delivery: delivery, reference: reference)
         case .park(let reason):
             await park(delivery, reference, service: invocation.target, reason: reason)
         }
@@ -111,7 +173,7 @@ extension WorkerSession {
             return
         }
         let message = Reply.message(to: replyTo, for: invocation, outcome: outcome)
-        await publish([message], declaring: [], then: reference, invocation: invocation)
+        await publish([message], declaring: [], replacing: delivery, reference, invocation: invocation)
     }
 
     private func retry(_ invocation: Invocation, nextAttempt: Int, delayMilliseconds: Int64,
@@ -132,7 +194,7 @@ extension WorkerSession {
             "amqpretry.next_attempt": String(nextAttempt), "amqpretry.delay_ms": String(delayMilliseconds),
         ]))
         let topology = Topology.delay(milliseconds: delayMilliseconds) + Topology.service(invocation.target)
-        await publish([message], declaring: topology, then: reference, invocation: invocation)
+        await publish([message], declaring: topology, replacing: delivery, reference, invocation: invocation)
     }
 
     /// The headers of a republished invocation: the application's own headers, without the
@@ -149,7 +211,8 @@ extension WorkerSession {
         return headers
     }
 
-    private func finish(_ invocation: Invocation, ok: Bool, outcome: CallOutcome, reference: DeliveryReference) async {
+    private func finish(_ invocation: Invocation, ok: Bool, outcome: CallOutcome, delivery: Delivery,
+                        reference: DeliveryReference) async {
         guard let callback = invocation.callback, invocation.mode == .async else {
             logger.debug("invocation finished", metadata: metadata(invocation, ["amqpretry.ok": String(ok)]))
             connection.ack(reference)
@@ -160,7 +223,8 @@ extension WorkerSession {
         logger.info("publishing the callback", metadata: metadata(invocation, [
             LogKey.callback: callback, "amqpretry.ok": String(ok),
         ]))
-        await publish([message], declaring: Topology.service(callback), then: reference, invocation: invocation)
+        await publish([message], declaring: Topology.service(callback), replacing: delivery, reference,
+                      invocation: invocation)
     }
 
     /// Builds the callback of a finished background invocation, addressed to the callback
@@ -178,28 +242,51 @@ extension WorkerSession {
     }
 
     /// Moves a message to the parking queue with the reason in its headers, then acknowledges it.
+    ///
+    /// A message whose headers leave no room for the reason is parked with the reason and its
+    /// correlation ID only, so that it is never dropped.
     func park(_ delivery: Delivery, _ reference: DeliveryReference, service: String, reason: ParkReason) async {
-        var properties = delivery.properties
         let queue = TopologyNames.serviceQueue(service)
-        properties.headers.merge(reason.headers(queue: queue)) { _, new in new }
-        properties.deliveryMode = 2
-        let message = OutgoingMessage(exchange: "", routingKey: TopologyNames.parkingQueue, mandatory: true,
-                                      properties: properties, body: delivery.body)
         logger.warning("parking a message", metadata: [
             LogKey.queue: queue, LogKey.reason: reason.description,
             LogKey.cid: delivery.properties.correlationID.map { String($0.prefix(64)) } ?? "",
         ])
         do {
-            try await connection.publish([message], declaring: Topology.parking, thenAcknowledge: reference)
+            try await publishParked(delivery, keepingHeaders: true, reason: reason, queue: queue, reference)
+        } catch where error.code == .invalidMessage {
+            do {
+                try await publishParked(delivery, keepingHeaders: false, reason: reason, queue: queue, reference)
+            } catch {
+                await requeueLater(reference, after: error, metadata: [LogKey.queue: queue])
+            }
         } catch {
             await requeueLater(reference, after: error, metadata: [LogKey.queue: queue])
         }
     }
 
+    private func publishParked(_ delivery: Delivery, keepingHeaders: Bool, reason: ParkReason, queue: String,
+                               _ reference: DeliveryReference) async throws(AMQPError) {
+        var properties = keepingHeaders
+            ? delivery.properties
+            : MessageProperties(contentType: delivery.properties.contentType,
+                                correlationID: delivery.properties.correlationID.map { String($0.prefix(255)) })
+        properties.headers.merge(reason.headers(queue: queue)) { _, new in new }
+        properties.deliveryMode = 2
+        let message = OutgoingMessage(exchange: "", routingKey: TopologyNames.parkingQueue, mandatory: true,
+                                      properties: properties, body: delivery.body)
+        try await connection.publish([message], declaring: Topology.parking, thenAcknowledge: reference)
+    }
+
+    /// Publishes what replaces a delivery, then acknowledges it. A replacement that AMQP cannot
+    /// carry (for example headers larger than `frame_max`) parks the delivery instead.
     private func publish(_ messages: [OutgoingMessage], declaring topology: [TopologyItem],
-                         then reference: DeliveryReference, invocation: Invocation) async {
+                         replacing delivery: Delivery, _ reference: DeliveryReference,
+                         invocation: Invocation) async {
         do {
             try await connection.publish(messages, declaring: topology, thenAcknowledge: reference)
+        } catch where error.code == .invalidMessage {
+            await park(delivery, reference, service: invocation.target,
+                       reason: ParkReason(code: .undeliverable, detail: error.description))
         } catch {
             await requeueLater(reference, after: error, metadata: metadata(invocation))
         }

@@ -1,0 +1,99 @@
+/// Sizes of AMQP 0-9-1 encodings, so that a message that cannot be sent is rejected before
+/// librabbitmq writes the first of its frames.
+///
+/// librabbitmq fails a content header larger than `frame_max` only after it has sent the
+/// `basic.publish` method frame, which leaves the channel expecting content that never comes.
+enum FrameSize {
+    /// The bytes every frame adds around its payload: type, channel, size and frame end.
+    static let frameOverhead = 8
+    /// The longest short string (`shortstr`) AMQP can encode.
+    static let maximumShortString = 255
+
+    /// Throws when `message` cannot be published on a connection with this `frame_max`.
+    static func validate(_ message: OutgoingMessage, frameMax: Int) throws(AMQPError) {
+        try checkShortString(message.exchange, name: "exchange")
+        try checkShortString(message.routingKey, name: "routing key")
+        for (name, value) in shortStringProperties(message.properties) {
+            try checkShortString(value, name: name)
+        }
+        for key in allKeys(message.properties.headers) where key.utf8.count > maximumShortString {
+            throw invalid("a header name is \(key.utf8.count) bytes long; AMQP allows at most \(maximumShortString)")
+        }
+
+        let headerSize = contentHeaderSize(message.properties)
+        let limit = frameMax - frameOverhead
+        if frameMax > 0 && headerSize > limit {
+            throw invalid("the properties and headers encode to \(headerSize) bytes, more than the \(limit) bytes "
+                + "one content header frame carries with frame_max \(frameMax); put large data in the body")
+        }
+    }
+
+    /// The size of the content header frame's payload: class, weight, body size, flags, fields.
+    static func contentHeaderSize(_ properties: MessageProperties) -> Int {
+        var size = 2 + 2 + 8 + 2
+        for (_, value) in shortStringProperties(properties) {
+            size += 1 + value.utf8.count
+        }
+        if !properties.headers.isEmpty {
+            size += tableSize(properties.headers)
+        }
+        if properties.deliveryMode != nil {
+            size += 1
+        }
+        if properties.timestamp != nil {
+            size += 8
+        }
+        return size
+    }
+
+    /// The encoded size of a field table, including its 4-byte length.
+    static func tableSize(_ table: FieldTable) -> Int {
+        table.reduce(4) { size, entry in
+            size + 1 + entry.key.utf8.count + valueSize(entry.value)
+        }
+    }
+
+    /// The encoded size of a field value, including its type byte.
+    static func valueSize(_ value: FieldValue) -> Int {
+        switch value {
+        case .bool, .int8, .uint8: return 2
+        case .int16, .uint16: return 3
+        case .int32, .uint32, .float: return 5
+        case .int64, .uint64, .double, .timestamp: return 9
+        case .decimal: return 6
+        case .string(let bytes), .bytes(let bytes): return 5 + bytes.count
+        case .table(let table): return 1 + tableSize(table)
+        case .array(let values): return values.reduce(5) { $0 + valueSize($1) }
+        case .void: return 1
+        }
+    }
+
+    private static func shortStringProperties(_ properties: MessageProperties) -> [(String, String)] {
+        let fields: [(String, String?)] = [
+            ("content_type", properties.contentType), ("content_encoding", properties.contentEncoding),
+            ("correlation_id", properties.correlationID), ("reply_to", properties.replyTo),
+            ("expiration", properties.expiration), ("message_id", properties.messageID),
+            ("type", properties.type), ("app_id", properties.appID),
+        ]
+        return fields.compactMap { name, value in value.map { (name, $0) } }
+    }
+
+    private static func allKeys(_ table: FieldTable) -> [String] {
+        table.flatMap { key, value -> [String] in
+            if case .table(let nested) = value {
+                return [key] + allKeys(nested)
+            }
+            return [key]
+        }
+    }
+
+    private static func checkShortString(_ value: String, name: String) throws(AMQPError) {
+        guard value.utf8.count <= maximumShortString else {
+            throw invalid("the \(name) is \(value.utf8.count) bytes long; AMQP allows at most \(maximumShortString)")
+        }
+    }
+
+    private static func invalid(_ reason: String) -> AMQPError {
+        AMQPError(.invalidMessage, operation: "basic.publish", replyText: reason)
+    }
+}
