@@ -341,7 +341,8 @@ extension AMQPConnection {
 
     /// Returns the number of consumers of a queue, declaring the queue as AMQPRetry does.
     func consumerCount(_ queue: String) async throws -> Int {
-        let counts = try await declare([.queue(QueueDeclaration(name: queue))])
+        let arguments = Topology.serviceQueueArguments(type: configuration.queueType)
+        let counts = try await declare([.queue(QueueDeclaration(name: queue, arguments: arguments))])
         return counts.first??.consumerCount ?? -1
     }
 
@@ -488,7 +489,7 @@ class IntegrationTestCase: XCTestCase {
     /// declaring its queue, which the end of the test checks and deletes.
     func makeService(_ suffix: String) async throws -> String {
         let service = "itest.\(runID).\(suffix)"
-        _ = try await broker.declare(Topology.service(service))
+        _ = try await broker.declare(Topology.service(service, type: configuration.queueType))
         serviceQueues.append(TopologyNames.serviceQueue(service))
         return service
     }
@@ -502,7 +503,7 @@ class IntegrationTestCase: XCTestCase {
         while milliseconds == 500 {
             milliseconds = Int64.random(in: 401...599)
         }
-        _ = try await broker.declare(Topology.delay(milliseconds: milliseconds))
+        _ = try await broker.declare(Topology.delay(milliseconds: milliseconds, type: configuration.queueType))
         delayIntervals.append(milliseconds)
         return Double(milliseconds) / 1000
     }
@@ -556,7 +557,8 @@ class IntegrationTestCase: XCTestCase {
     /// Starts reading the queue of `service` raw, the way a callback arrives on the wire.
     func readQueue(of service: String) async throws -> QueueReader {
         let reader = try await QueueReader.start(queue: TopologyNames.serviceQueue(service),
-                                                 topology: Topology.service(service), configuration: configuration)
+                                                 topology: Topology.service(service, type: configuration.queueType),
+                                                 configuration: configuration)
         readers.append(reader)
         return reader
     }
@@ -565,7 +567,7 @@ class IntegrationTestCase: XCTestCase {
     /// queue of `service`.
     func readParkedMessages(of service: String) async throws -> QueueReader {
         let queue = TopologyNames.serviceQueue(service)
-        let reader = try await QueueReader.start(queue: TopologyNames.parkingQueue, topology: Topology.parking,
+        let reader = try await QueueReader.start(queue: TopologyNames.parkingQueue, topology: Topology.parking(type: configuration.queueType),
                                                  configuration: configuration) { delivery in
             delivery.properties.headers[WireHeader.parkedQueue]?.textValue == queue
         }

@@ -14,7 +14,7 @@ final class ParkReasonTests: XCTestCase {
 
         XCTAssertEqual(rawValues, [
             "unsupported-version", "missing-header", "invalid-header", "invalid-cid", "target-mismatch",
-            "invalid-context", "retries-exhausted", "callback-failed", "undeliverable",
+            "invalid-context", "retries-exhausted", "callback-failed", "undeliverable", "redelivery-limit",
         ])
     }
 

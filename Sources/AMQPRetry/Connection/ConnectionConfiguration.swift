@@ -8,8 +8,8 @@ import Foundation
 /// percent-decoded. Every part is optional and falls back to the defaults documented on each
 /// property. The query keys are those of RabbitMQ's URI query parameters
 /// (`heartbeat`, `frame_max`, `channel_max`, `connection_timeout`, `cacertfile`, `certfile`,
-/// `keyfile`, `verify`, `server_name_indication`) plus `operation_timeout`, which is
-/// AMQPRetry's own. Unknown keys are rejected.
+/// `keyfile`, `verify`, `server_name_indication`) plus `operation_timeout` and `queue_type`,
+/// which are AMQPRetry's own. Unknown keys are rejected.
 ///
 /// ``description``, ``redactedURL`` and every ``URLError`` show `***` in place of the password.
 public struct ConnectionConfiguration: Sendable, CustomStringConvertible {
@@ -63,6 +63,43 @@ public struct ConnectionConfiguration: Sendable, CustomStringConvertible {
     /// The TLS settings; set for `amqps://` URLs and `nil` for `amqp://` ones.
     public var tls: TLSConfiguration?
 
+    /// The type of the service, delay and parking queues this process declares (query key
+    /// `queue_type`, `classic` or `quorum`, an AMQPRetry extension). Every process that uses the
+    /// same queues must use the same type. The default is `classic`.
+    public var queueType: QueueType = .classic
+
+    /// Further brokers of the same cluster, tried in turn when the current one cannot be
+    /// reached. Each has its own host and port; every other setting is shared. The default is
+    /// none.
+    public var failoverAddresses: [BrokerAddress] = []
+
+    /// A broker's host and port.
+    public struct BrokerAddress: Sendable, Hashable {
+        /// The host name or IP address.
+        public var host: String
+        /// The port.
+        public var port: Int
+
+        /// Creates an address.
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    /// Every broker to try, the URL's own first.
+    public var addresses: [BrokerAddress] {
+        [BrokerAddress(host: host, port: port)] + failoverAddresses
+    }
+
+    /// A copy that connects to `address`, with every other setting unchanged.
+    public func connecting(to address: BrokerAddress) -> ConnectionConfiguration {
+        var copy = self
+        copy.host = address.host
+        copy.port = address.port
+        return copy
+    }
+
     /// Creates a configuration from its parts. The values are not checked.
     ///
     /// - Parameters:
@@ -93,12 +130,43 @@ public struct ConnectionConfiguration: Sendable, CustomStringConvertible {
         self.tls = tls
     }
 
-    /// Parses an `amqp://` or `amqps://` URL.
+    /// Parses an `amqp://` or `amqps://` URL, or a comma-separated list of them for the nodes
+    /// of a cluster.
     ///
-    /// - Parameter url: The URL, such as `amqp://guest:guest@localhost:5672/%2F?heartbeat=30`.
+    /// With a list, the first URL gives every setting, and each further URL adds only its host
+    /// and port to ``failoverAddresses``.
+    ///
+    /// - Parameter url: The URL, such as `amqp://guest:guest@localhost:5672/%2F?heartbeat=30`,
+    ///   or a list such as `amqp://guest:guest@node1:5672/%2F,amqp://guest:guest@node2:5672/%2F`.
     /// - Throws: ``URLError`` naming the invalid part and its value, never the password.
     public init(url: String) throws {
-        self = try URLParser(url: url).parse()
+        let urls = Self.splitURLList(url)
+        self = try URLParser(url: urls[0]).parse()
+        for other in urls.dropFirst() {
+            let parsed = try URLParser(url: other).parse()
+            failoverAddresses.append(BrokerAddress(host: parsed.host, port: parsed.port))
+        }
+    }
+
+    /// Splits a list at each comma that starts another `amqp://` or `amqps://` URL, so that a
+    /// comma inside a password stays where it is.
+    private static func splitURLList(_ text: String) -> [String] {
+        var urls: [String] = []
+        var current = ""
+        var rest = Substring(text)
+        while let comma = rest.firstIndex(of: ",") {
+            let after = rest[rest.index(after: comma)...]
+            current += rest[..<comma]
+            if after.hasPrefix("amqp://") || after.hasPrefix("amqps://") {
+                urls.append(current)
+                current = ""
+            } else {
+                current += ","
+            }
+            rest = after
+        }
+        urls.append(current + rest)
+        return urls
     }
 
     /// Parses the URL in an environment variable, or `defaultURL` when the variable is unset or empty.
@@ -237,6 +305,9 @@ extension ConnectionConfiguration {
         }
         if operationTimeout != defaults.operationTimeout {
             items.append(("operation_timeout", String(Self.milliseconds(operationTimeout))))
+        }
+        if queueType != defaults.queueType {
+            items.append(("queue_type", queueType.rawValue))
         }
         items += tlsQueryItems
         return items.sorted { $0.key < $1.key }
@@ -493,10 +564,16 @@ private struct URLParser {
             configuration.connectionTimeout = .milliseconds(try integer(key, value, in: 1...2_147_483_647, unit: "milliseconds"))
         case "operation_timeout":
             configuration.operationTimeout = .milliseconds(try integer(key, value, in: 1...2_147_483_647, unit: "milliseconds"))
+        case "queue_type":
+            guard let type = QueueType(rawValue: value) else {
+                throw error("query parameter 'queue_type'",
+                            "query parameter 'queue_type' is \(DisplayText.quoted(value)), expected 'classic' or 'quorum'")
+            }
+            configuration.queueType = type
         case "cacertfile", "certfile", "keyfile", "verify", "server_name_indication":
             try applyTLSParameter(key: key, value: value, to: &configuration.tls)
         default:
-            let known = "heartbeat, frame_max, channel_max, connection_timeout, operation_timeout, "
+            let known = "heartbeat, frame_max, channel_max, connection_timeout, operation_timeout, queue_type, "
                 + "cacertfile, certfile, keyfile, verify, server_name_indication"
             throw error("query parameter '\(key)'", "query parameter \(DisplayText.quoted(key)) is unknown; the known ones are \(known)")
         }

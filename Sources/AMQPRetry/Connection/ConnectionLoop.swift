@@ -31,6 +31,9 @@ final class ConnectionLoop: @unchecked Sendable {
     private var sequenceByMessageID: [String: UInt64] = [:]
     private var nextDeadlineScan: UInt64 = 0
 
+    private var addressIndex = 0
+    /// The `host:port` of the broker of the current or last connection, for log metadata.
+    private var currentAddress: String
     private var reconnectAt: UInt64 = 0
     private var backoff: Duration = .milliseconds(100)
     private static let maximumBackoff: Duration = .seconds(5)
@@ -40,6 +43,7 @@ final class ConnectionLoop: @unchecked Sendable {
     init(connection: AMQPConnection, onStarted: @escaping (Result<Void, AMQPError>) -> Void) {
         self.connection = connection
         self.onStarted = onStarted
+        self.currentAddress = connection.configuration.brokerAddress
     }
 
     /// Runs until the connection is closed, or until the first connection attempt fails.
@@ -52,17 +56,22 @@ final class ConnectionLoop: @unchecked Sendable {
         finish()
     }
 
+    /// Tries every broker address once; fails with the last error when none answers.
     private func connectFirst() -> Bool {
-        do {
-            try connect()
-            onStarted?(.success(()))
-            onStarted = nil
-            return true
-        } catch {
-            onStarted?(.failure(error))
-            onStarted = nil
-            return false
+        var lastError = AMQPError(.connectionFailed, operation: "connect")
+        for _ in configuration.addresses {
+            do {
+                try connect()
+                onStarted?(.success(()))
+                onStarted = nil
+                return true
+            } catch {
+                lastError = error
+            }
         }
+        onStarted?(.failure(lastError))
+        onStarted = nil
+        return false
     }
 
     /// One turn of the loop: take commands, run them, read frames, check deadlines.
@@ -120,8 +129,19 @@ final class ConnectionLoop: @unchecked Sendable {
 // MARK: - Connecting
 
 extension ConnectionLoop {
+    /// Connects to the current broker address; a failure moves on to the next address, so that
+    /// the following attempt tries another node of the cluster.
     private func connect() throws(AMQPError) {
-        let newHandle = try ConnectionHandle(configuration: configuration, connectionName: connection.name)
+        let addresses = configuration.addresses
+        let address = addresses[addressIndex % addresses.count]
+        let newHandle: ConnectionHandle
+        do {
+            newHandle = try ConnectionHandle(configuration: configuration.connecting(to: address),
+                                             connectionName: connection.name)
+        } catch {
+            addressIndex += 1
+            throw error
+        }
         generation += 1
         handle = newHandle
         watchdog.watch(socketDescriptor: newHandle.socketDescriptor)
@@ -135,7 +155,8 @@ extension ConnectionLoop {
             throw error
         }
         backoff = .milliseconds(100)
-        logger.debug("connected to RabbitMQ", metadata: [LogKey.broker: configuration.brokerAddress])
+        currentAddress = configuration.connecting(to: address).brokerAddress
+        logger.debug("connected to RabbitMQ", metadata: [LogKey.broker: currentAddress])
     }
 
     private func restore(_ handle: ConnectionHandle) throws(AMQPError) {
@@ -164,13 +185,16 @@ extension ConnectionLoop {
         guard MonotonicClock.now() >= reconnectAt else { return }
         do {
             try connect()
-            logger.notice("reconnected to RabbitMQ", metadata: [LogKey.broker: configuration.brokerAddress])
+            logger.notice("reconnected to RabbitMQ", metadata: [LogKey.broker: currentAddress])
         } catch {
-            logger.warning("reconnecting to RabbitMQ failed", metadata: [
-                LogKey.broker: configuration.brokerAddress, LogKey.error: error.description,
-            ])
-            reconnectAt = MonotonicClock.deadline(after: backoff)
-            backoff = min(backoff * 2, Self.maximumBackoff)
+            // The error names the broker address that failed.
+            logger.warning("reconnecting to RabbitMQ failed", metadata: [LogKey.error: error.description])
+            // Another node is tried at once; the backoff grows after every address failed.
+            let roundFailed = addressIndex % configuration.addresses.count == 0
+            reconnectAt = roundFailed ? MonotonicClock.deadline(after: backoff) : 0
+            if roundFailed {
+                backoff = min(backoff * 2, Self.maximumBackoff)
+            }
         }
     }
 
@@ -178,7 +202,7 @@ extension ConnectionLoop {
     private func drop(_ error: AMQPError) {
         guard let dropped = handle else { return }
         logger.warning("connection to RabbitMQ lost", metadata: [
-            LogKey.broker: configuration.brokerAddress, LogKey.error: error.description,
+            LogKey.broker: currentAddress, LogKey.error: error.description,
         ])
         dropped.abandon()
         handle = nil
@@ -388,11 +412,11 @@ extension ConnectionLoop {
             drop(error)
         case .blocked(let reason):
             logger.warning("RabbitMQ blocked publishing on this connection", metadata: [
-                LogKey.broker: configuration.brokerAddress, LogKey.reason: reason,
+                LogKey.broker: currentAddress, LogKey.reason: reason,
             ])
         case .unblocked:
             logger.notice("RabbitMQ unblocked publishing on this connection",
-                          metadata: [LogKey.broker: configuration.brokerAddress])
+                          metadata: [LogKey.broker: currentAddress])
         }
     }
 
@@ -520,7 +544,7 @@ extension ConnectionLoop {
         guard handle == nil else { return }
         backlog.removeAll { command in
             guard let deadline = Self.deadline(of: command), deadline < now else { return false }
-            Self.fail(command, with: AMQPError(.timeout, operation: "connect to \(configuration.brokerAddress)",
+            Self.fail(command, with: AMQPError(.timeout, operation: "connect to \(currentAddress)",
                                                replyText: "no connection to RabbitMQ within \(configuration.operationTimeout)"))
             return true
         }

@@ -59,10 +59,11 @@ final class InvocationEngine: Sendable {
     /// `delayMilliseconds` so that the service receives it one interval later.
     func publish(_ invocation: Invocation, delayMilliseconds: Int64? = nil) async throws(AMQPError) {
         let serviceQueue = TopologyNames.serviceQueue(invocation.target)
-        var topology = Topology.service(invocation.target)
+        let type = connection.configuration.queueType
+        var topology = Topology.service(invocation.target, type: type)
         var exchange = ""
         if let delayMilliseconds {
-            topology += Topology.delay(milliseconds: delayMilliseconds)
+            topology += Topology.delay(milliseconds: delayMilliseconds, type: type)
             exchange = TopologyNames.delayExchange(milliseconds: delayMilliseconds)
         }
         let message = OutgoingMessage(exchange: exchange, routingKey: serviceQueue, mandatory: true,

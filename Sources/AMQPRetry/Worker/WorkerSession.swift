@@ -15,6 +15,7 @@ final class WorkerSession: Sendable {
     static let requeueDelay: Duration = .seconds(1)
 
     private var logger: Logger { worker.logger }
+    private var queueType: QueueType { connection.configuration.queueType }
 
     init(worker: Worker, connection: AMQPConnection, engine: InvocationEngine) {
         self.worker = worker
@@ -28,7 +29,7 @@ final class WorkerSession: Sendable {
         for (service, handler) in services.sorted(by: { $0.key < $1.key }) {
             let consumer = AMQPConnection.Consumer(
                 queue: TopologyNames.serviceQueue(service), noAck: false,
-                topology: Topology.service(service)
+                topology: Topology.service(service, type: queueType)
             ) { [self] delivery, reference in
                 worker.handlerStarted()
                 Task { await self.process(delivery, reference, service: service, handler: handler) }
@@ -112,7 +113,7 @@ extension WorkerSession {
             LogKey.cid: delivery.properties.correlationID.map { String($0.prefix(64)) } ?? "",
         ])
         do {
-            try await connection.publish([copy], declaring: Topology.service(service), thenAcknowledge: reference)
+            try await connection.publish([copy], declaring: Topology.service(service, type: queueType), thenAcknowledge: reference)
         } catch where error.code == .invalidMessage {
             await park(delivery, reference, service: service,
                        reason: ParkReason(code: .undeliverable, detail: error.description))
@@ -138,7 +139,7 @@ extension WorkerSession {
                                      attempts: invocation.attempt)
         let message = Self.callbackMessage(body, to: callback, for: invocation)
         do {
-            try await connection.publish([message], declaring: Topology.service(callback))
+            try await connection.publish([message], declaring: Topology.service(callback, type: queueType))
         } catch {
             await requeueLater(reference, after: error, metadata: metadata(invocation))
             return
@@ -193,7 +194,8 @@ extension WorkerSession {
         logger.info("scheduling a retry", metadata: metadata(invocation, [
             "amqpretry.next_attempt": String(nextAttempt), "amqpretry.delay_ms": String(delayMilliseconds),
         ]))
-        let topology = Topology.delay(milliseconds: delayMilliseconds) + Topology.service(invocation.target)
+        let topology = Topology.delay(milliseconds: delayMilliseconds, type: queueType)
+            + Topology.service(invocation.target, type: queueType)
         await publish([message], declaring: topology, replacing: delivery, reference, invocation: invocation)
     }
 
@@ -223,7 +225,7 @@ extension WorkerSession {
         logger.info("publishing the callback", metadata: metadata(invocation, [
             LogKey.callback: callback, "amqpretry.ok": String(ok),
         ]))
-        await publish([message], declaring: Topology.service(callback), replacing: delivery, reference,
+        await publish([message], declaring: Topology.service(callback, type: queueType), replacing: delivery, reference,
                       invocation: invocation)
     }
 
@@ -274,7 +276,7 @@ extension WorkerSession {
         properties.deliveryMode = 2
         let message = OutgoingMessage(exchange: "", routingKey: TopologyNames.parkingQueue, mandatory: true,
                                       properties: properties, body: delivery.body)
-        try await connection.publish([message], declaring: Topology.parking, thenAcknowledge: reference)
+        try await connection.publish([message], declaring: Topology.parking(type: queueType), thenAcknowledge: reference)
     }
 
     /// Publishes what replaces a delivery, then acknowledges it. A replacement that AMQP cannot
