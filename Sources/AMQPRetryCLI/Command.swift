@@ -14,11 +14,35 @@ struct Command: Sendable {
     /// The options the command accepts, in the order `--help` lists them; `-h, --help` is implied.
     let options: [OptionDefinition]
 
+    /// The positional arguments the command accepts, in order; none by default.
+    var arguments: [ArgumentDefinition] = []
+
     /// Checks the arguments, then runs the command.
     ///
     /// It throws ``UsageError`` for invalid arguments before it does anything else. Failures
     /// while running are printed by the command itself, which returns ``ExitStatus/failure``.
     let run: @Sendable (CommandLineArguments) async throws(UsageError) -> ExitStatus
+}
+
+/// A positional argument of a command, such as the service that `invoke` calls.
+struct ArgumentDefinition: Sendable {
+    /// The placeholder in help text, such as `target`.
+    let name: String
+
+    /// The help text: what the argument sets and its default.
+    let help: String
+
+    /// Whether the argument may be left out.
+    var isOptional = false
+
+    /// Whether the argument may be given several times; such an argument comes last.
+    var isRepeatable = false
+
+    /// The argument as the usage line shows it, such as `<target>`, `[<payload>]` or `[<service> ...]`.
+    var synopsis: String {
+        let placeholder = "<\(name)>" + (isRepeatable ? " ..." : "")
+        return isOptional ? "[\(placeholder)]" : placeholder
+    }
 }
 
 /// The tool: runs the command named by the first argument, prints help for `--help`, and turns
@@ -131,6 +155,14 @@ extension CommandLineTool {
             text += Self.wrapParagraphs(command.discussion) + "\n\n"
         }
 
+        if !command.arguments.isEmpty {
+            text += "ARGUMENTS:\n"
+            for argument in command.arguments {
+                text += Self.helpRow(label: "<\(argument.name)>", text: argument.help) + "\n"
+            }
+            text += "\n"
+        }
+
         text += "OPTIONS:\n"
         for option in command.options {
             text += Self.helpRow(label: option.synopsis, text: option.help) + "\n"
@@ -141,8 +173,9 @@ extension CommandLineTool {
 
     /// Returns the one-line usage of a command, such as `amqp-retry worker [--url <url>]`.
     func usage(of command: Command) -> String {
+        let arguments = command.arguments.map(\.synopsis)
         let options = command.options.map { "[\($0.synopsis)]" }
-        return ([name, command.name] + options).joined(separator: " ")
+        return ([name, command.name] + arguments + options).joined(separator: " ")
     }
 
     private func usageFooter(for command: Command) -> String {

@@ -30,8 +30,20 @@ struct OptionDefinition: Sendable {
     /// The help text: the value the option sets, its unit and its default.
     let help: String
 
-    /// The option as help text and errors show it, such as `--url <url>` or `--verbose`.
+    /// Whether the option may be given more than once to pass several values, which
+    /// ``CommandLineArguments/values(of:)`` returns in order.
+    var isRepeatable = false
+
+    /// The option as help text and errors show it, such as `--url <url>` or `--verbose`;
+    /// a repeatable option ends with `...`.
     var synopsis: String {
+        let option = valueName.map { "--\(name) <\($0)>" } ?? "--\(name)"
+        return isRepeatable ? option + " ..." : option
+    }
+
+    /// The option and its value placeholder without the `...` of a repeatable option, as error
+    /// messages about one value show it.
+    var singleSynopsis: String {
         valueName.map { "--\(name) <\($0)>" } ?? "--\(name)"
     }
 }
@@ -46,6 +58,9 @@ struct OptionDefinition: Sendable {
 struct CommandLineArguments {
     /// The values of the options given, by option name.
     private(set) var values: [String: String] = [:]
+
+    /// Every value of each option given, in command-line order, by option name.
+    private(set) var allValues: [String: [String]] = [:]
 
     /// The names of the flags given.
     private(set) var flags: Set<String> = []
@@ -87,6 +102,11 @@ struct CommandLineArguments {
     /// Returns the value of an option, or `nil` when it was not given.
     func value(of option: String) -> String? {
         values[option]
+    }
+
+    /// Returns every value of an option, in command-line order; empty when it was not given.
+    func values(of option: String) -> [String] {
+        allValues[option] ?? []
     }
 
     /// Returns whether a flag was given.
@@ -131,13 +151,16 @@ extension CommandLineArguments {
             return
         }
 
+        let value: String
         if let attachedValue {
-            values[option.name] = attachedValue
+            value = attachedValue
         } else if let next = remaining.first, !Self.isOption(next) {
-            values[option.name] = remaining.removeFirst()
+            value = remaining.removeFirst()
         } else {
-            throw UsageError(message: "Missing value for '\(option.synopsis)'")
+            throw UsageError(message: "Missing value for '\(option.singleSynopsis)'")
         }
+        values[option.name] = value
+        allValues[option.name, default: []].append(value)
     }
 
     /// Splits `--name=value` into its name and value; other arguments have no attached value.

@@ -8,6 +8,10 @@ let tool = CommandLineTool(
     commands: [
         DemoCommand.command,
         WorkerCommand.command,
+        InvokeCommand.command,
+        StatusCommand.command,
+        DeclareCommand.command,
+        ParkedCommand.command,
     ]
 )
 

@@ -274,6 +274,8 @@ extension WorkerSession {
                                 correlationID: delivery.properties.correlationID.map { String($0.prefix(255)) })
         properties.headers.merge(reason.headers(queue: queue)) { _, new in new }
         properties.deliveryMode = 2
+        // A per-message TTL would make the broker delete the parked copy when it runs out.
+        properties.expiration = nil
         let message = OutgoingMessage(exchange: "", routingKey: TopologyNames.parkingQueue, mandatory: true,
                                       properties: properties, body: delivery.body)
         try await connection.publish([message], declaring: Topology.parking(type: queueType), thenAcknowledge: reference)
