@@ -48,7 +48,7 @@ final class AMQPConnection: Sendable {
         case reject(DeliveryReference, requeue: Bool)
         case perform(operation: String, deadline: UInt64, body: @Sendable (ConnectionHandle) throws(AMQPError) -> Void,
                      failure: @Sendable (AMQPError) -> Void)
-        case addConsumer(id: UInt64, Consumer, deadline: UInt64, completion: Completion)
+        case addConsumers([(id: UInt64, consumer: Consumer)], deadline: UInt64, completion: Completion)
         case removeConsumer(id: UInt64, completion: Completion)
         case setPrefetch(UInt16, completion: Completion)
     }
@@ -120,8 +120,9 @@ final class AMQPConnection: Sendable {
 
     /// Runs a step on the I/O thread with the live connection and returns its result.
     ///
-    /// A step that fails because the broker closed the channel also drops the connection, which
-    /// the I/O thread then replaces.
+    /// A declare, delete or purge that the broker refuses closes only the topology channel,
+    /// which the handle reopens. A step that loses the connection or overruns its deadline drops
+    /// the connection, which the I/O thread then replaces.
     func perform<T: Sendable>(
         _ operation: String,
         _ body: @escaping @Sendable (ConnectionHandle) throws(AMQPError) -> T
@@ -158,13 +159,20 @@ final class AMQPConnection: Sendable {
     /// Declares the consumer's topology and starts consuming, now and after every reconnect.
     /// Returns an ID for ``removeConsumer(_:)``.
     func addConsumer(_ consumer: Consumer) async throws(AMQPError) -> UInt64 {
-        let id = nextConsumerID.add(1, ordering: .relaxed).oldValue
+        try await addConsumers([consumer])[0]
+    }
+
+    /// Starts several consumers in one step of the I/O thread, so that no handler of the first
+    /// can publish, and perhaps get the connection blocked, before the last is subscribed.
+    /// Returns their IDs in order; on failure none of them stays subscribed.
+    func addConsumers(_ consumers: [Consumer]) async throws(AMQPError) -> [UInt64] {
+        let entries = consumers.map { (id: nextConsumerID.add(1, ordering: .relaxed).oldValue, consumer: $0) }
         let deadline = MonotonicClock.deadline(after: configuration.operationTimeout)
         let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
-            enqueue(.addConsumer(id: id, consumer, deadline: deadline) { continuation.resume(returning: $0) })
+            enqueue(.addConsumers(entries, deadline: deadline) { continuation.resume(returning: $0) })
         }
         try result.get()
-        return id
+        return entries.map(\.id)
     }
 
     /// Cancels a consumer with `basic.cancel`; deliveries already sent to it still arrive.

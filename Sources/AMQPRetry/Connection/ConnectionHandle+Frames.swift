@@ -64,7 +64,7 @@ extension ConnectionHandle {
             let cancel = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             return .consumerCancelled(consumerTag: String(amqpBytes: cancel.consumer_tag))
         case AMQP_CHANNEL_CLOSE_METHOD:
-            sendChannelCloseOK()
+            sendChannelCloseOK(channel: channel)
             abandon()
             return .closed(AMQPError.serverException(method, operation: "channel \(channel)"))
         case AMQP_CONNECTION_CLOSE_METHOD:

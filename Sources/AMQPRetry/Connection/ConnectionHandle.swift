@@ -8,8 +8,13 @@ import Foundation
 /// socket open and login take `connectionTimeout`, RPCs take `operationTimeout`, and sends are
 /// bounded by the I/O thread's watchdog, which shuts the socket down when a step overruns.
 final class ConnectionHandle {
-    /// The channel every operation uses; one channel keeps confirms and deliveries in one order.
+    /// The channel of publishes, confirms, consumers and acks; one channel keeps confirms and
+    /// deliveries in one order.
     static let channel: amqp_channel_t = 1
+    /// The channel of declares, deletes and purges. A declare that the broker refuses (404 or
+    /// 406) closes only this channel, which is then opened anew, so that the deliveries and
+    /// confirms on ``channel`` are not lost with it.
+    static let topologyChannel: amqp_channel_t = 2
 
     let state: amqp_connection_state_t
     private(set) var isOpen = false
@@ -150,15 +155,25 @@ final class ConnectionHandle {
         amqp_confirm_select(state, Self.channel)
         try checkReply("confirm.select")
         nextPublishSequence = 1
+        amqp_channel_open(state, Self.topologyChannel)
+        try checkReply("channel.open", channel: Self.topologyChannel)
     }
 
-    private func checkReply(_ operation: String) throws(AMQPError) {
-        if let error = AMQPError.rpcReply(amqp_get_rpc_reply(state), operation: operation) {
-            if error.code == .channelClosed {
-                sendChannelCloseOK()
-            }
-            throw error
+    /// Throws the error of the last RPC. A broker that closed the topology channel gets its
+    /// `channel.close-ok` and a new channel, so the connection stays usable; the thrown error
+    /// still says what the broker refused.
+    private func checkReply(_ operation: String, channel: amqp_channel_t = ConnectionHandle.channel) throws(AMQPError) {
+        guard let error = AMQPError.rpcReply(amqp_get_rpc_reply(state), operation: operation) else { return }
+        guard error.code == .channelClosed else { throw error }
+
+        sendChannelCloseOK(channel: channel)
+        guard channel == Self.topologyChannel else { throw error }
+        amqp_channel_open(state, Self.topologyChannel)
+        if let reopenError = AMQPError.rpcReply(amqp_get_rpc_reply(state), operation: "channel.open") {
+            throw AMQPError(.connectionLost, operation: reopenError.operation, replyCode: reopenError.replyCode,
+                            replyText: reopenError.replyText)
         }
+        throw error
     }
 }
 
@@ -208,20 +223,20 @@ extension ConnectionHandle {
         let arena = CArena()
         switch item {
         case .queue(let queue):
-            let ok = amqp_queue_declare(state, Self.channel, arena.bytes(queue.name), queue.passive ? 1 : 0,
+            let ok = amqp_queue_declare(state, Self.topologyChannel, arena.bytes(queue.name), queue.passive ? 1 : 0,
                                         queue.durable ? 1 : 0, 0, 0, arena.table(queue.arguments))
-            try checkReply("queue.declare '\(queue.name)'")
+            try checkReply("queue.declare '\(queue.name)'", channel: Self.topologyChannel)
             guard let ok else { return nil }
             return QueueCounts(messageCount: Int(ok.pointee.message_count),
                                consumerCount: Int(ok.pointee.consumer_count))
         case .exchange(let name, let type, let durable):
-            amqp_exchange_declare(state, Self.channel, arena.bytes(name), arena.bytes(type), 0,
+            amqp_exchange_declare(state, Self.topologyChannel, arena.bytes(name), arena.bytes(type), 0,
                                   durable ? 1 : 0, 0, 0, amqp_table_t(num_entries: 0, entries: nil))
-            try checkReply("exchange.declare '\(name)'")
+            try checkReply("exchange.declare '\(name)'", channel: Self.topologyChannel)
         case .binding(let queue, let exchange, let routingKey):
-            amqp_queue_bind(state, Self.channel, arena.bytes(queue), arena.bytes(exchange),
+            amqp_queue_bind(state, Self.topologyChannel, arena.bytes(queue), arena.bytes(exchange),
                             arena.bytes(routingKey), amqp_table_t(num_entries: 0, entries: nil))
-            try checkReply("queue.bind '\(queue)' to '\(exchange)'")
+            try checkReply("queue.bind '\(queue)' to '\(exchange)'", channel: Self.topologyChannel)
         }
         return nil
     }
@@ -229,16 +244,16 @@ extension ConnectionHandle {
     /// Deletes a queue with `queue.delete` and returns the number of messages it held.
     func deleteQueue(_ name: String) throws(AMQPError) -> Int {
         let arena = CArena()
-        let ok = amqp_queue_delete(state, Self.channel, arena.bytes(name), 0, 0)
-        try checkReply("queue.delete '\(name)'")
+        let ok = amqp_queue_delete(state, Self.topologyChannel, arena.bytes(name), 0, 0)
+        try checkReply("queue.delete '\(name)'", channel: Self.topologyChannel)
         return Int(ok?.pointee.message_count ?? 0)
     }
 
     /// Purges a queue with `queue.purge` and returns the number of messages removed.
     func purgeQueue(_ name: String) throws(AMQPError) -> Int {
         let arena = CArena()
-        let ok = amqp_queue_purge(state, Self.channel, arena.bytes(name))
-        try checkReply("queue.purge '\(name)'")
+        let ok = amqp_queue_purge(state, Self.topologyChannel, arena.bytes(name))
+        try checkReply("queue.purge '\(name)'", channel: Self.topologyChannel)
         return Int(ok?.pointee.message_count ?? 0)
     }
 
@@ -275,9 +290,9 @@ extension ConnectionHandle {
         isOpen = false
     }
 
-    func sendChannelCloseOK() {
+    func sendChannelCloseOK(channel: amqp_channel_t = ConnectionHandle.channel) {
         var ok = amqp_channel_close_ok_t(dummy: 0)
-        amqp_send_method(state, Self.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok)
+        amqp_send_method(state, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok)
     }
 
     func sendConnectionCloseOK() {

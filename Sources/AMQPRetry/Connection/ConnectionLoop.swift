@@ -134,10 +134,11 @@ extension ConnectionLoop {
     private func connect() throws(AMQPError) {
         let addresses = configuration.addresses
         let address = addresses[addressIndex % addresses.count]
+        var attempt = configuration.connecting(to: address)
+        attempt.connectionTimeout = connectTimeout()
         let newHandle: ConnectionHandle
         do {
-            newHandle = try ConnectionHandle(configuration: configuration.connecting(to: address),
-                                             connectionName: connection.name)
+            newHandle = try ConnectionHandle(configuration: attempt, connectionName: connection.name)
         } catch {
             addressIndex += 1
             throw error
@@ -157,6 +158,20 @@ extension ConnectionLoop {
         backoff = .milliseconds(100)
         currentAddress = configuration.connecting(to: address).brokerAddress
         logger.debug("connected to RabbitMQ", metadata: [LogKey.broker: currentAddress])
+    }
+
+    /// The timeout of one connection attempt. A reconnect waits at most `operationTimeout`, and
+    /// less when a waiting command's deadline comes sooner, so that the I/O thread is never
+    /// held longer than a caller's deadline while a broker does not answer; the next attempt
+    /// follows after the backoff.
+    private func connectTimeout() -> Duration {
+        guard generation > 0 else { return configuration.connectionTimeout }
+        var timeout = min(configuration.connectionTimeout, configuration.operationTimeout)
+        let now = MonotonicClock.now()
+        if let earliest = backlog.compactMap(Self.deadline(of:)).filter({ $0 > now }).min() {
+            timeout = min(timeout, Duration.nanoseconds(Int64(clamping: earliest - now)))
+        }
+        return max(.milliseconds(100), timeout)
     }
 
     private func restore(_ handle: ConnectionHandle) throws(AMQPError) {
@@ -252,17 +267,25 @@ extension ConnectionLoop {
                 try body(handle)
             } catch {
                 failure(error)
-                if error.code == .channelClosed || error.code == .connectionLost || error.code == .timeout {
+                // A refused declare closed only the topology channel, which the handle reopened.
+                if error.code == .connectionLost || error.code == .timeout || error.code == .libraryError {
                     throw error
                 }
             }
-        case .addConsumer(let id, let consumer, _, let completion):
-            consumers[id] = consumer
+        case .addConsumers(let entries, _, let completion):
+            for entry in entries {
+                consumers[entry.id] = entry.consumer
+            }
             do {
-                try subscribe(id, on: handle)
+                for entry in entries {
+                    try subscribe(entry.id, on: handle)
+                }
                 completion(.success(()))
             } catch {
-                consumers[id] = nil
+                // The connection is dropped below, which cancels whatever did subscribe.
+                for entry in entries {
+                    consumers[entry.id] = nil
+                }
                 completion(.failure(error))
                 throw error
             }
@@ -347,7 +370,7 @@ extension ConnectionLoop {
         switch command {
         case .publish(let request): request.completion(.failure(error))
         case .perform(_, _, _, let failure): failure(error)
-        case .addConsumer(_, _, _, let completion): completion(.failure(error))
+        case .addConsumers(_, _, let completion): completion(.failure(error))
         case .removeConsumer(_, let completion): completion(.failure(error))
         case .setPrefetch(_, let completion): completion(.failure(error))
         case .ack, .reject: break
@@ -554,7 +577,7 @@ extension ConnectionLoop {
         switch command {
         case .publish(let request): return request.deadline
         case .perform(_, let deadline, _, _): return deadline
-        case .addConsumer(_, _, let deadline, _): return deadline
+        case .addConsumers(_, let deadline, _): return deadline
         case .ack, .reject: return 0
         case .removeConsumer, .setPrefetch: return nil
         }

@@ -41,6 +41,7 @@ extension Invocation {
         queueService: String
     ) throws(ParkReason) -> Invocation {
         let reader = HeaderReader(headers: properties.headers)
+        try reader.checkNesting()
         try reader.checkVersion()
 
         let cid = try decodeCID(properties.correlationID)
@@ -83,6 +84,29 @@ extension Invocation {
 /// that names the header and its value.
 private struct HeaderReader {
     let headers: FieldTable
+
+    /// Rejects a header with tables or arrays nested deeper than ``maximumNesting`` levels.
+    ///
+    /// librabbitmq's frames are decoded only to a fixed depth (deeper levels become `void`), so
+    /// a message nested that deep could not be republished unchanged.
+    func checkNesting() throws(ParkReason) {
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) where Self.depth(of: value) > Self.maximumNesting {
+            let detail = "header \(DisplayText.quoted(name)) nests tables or arrays more than "
+                + "\(Self.maximumNesting) levels deep"
+            throw ParkReason(code: .invalidHeader, detail: detail)
+        }
+    }
+
+    /// The deepest nesting of tables and arrays a header may have.
+    static let maximumNesting = 16
+
+    private static func depth(of value: FieldValue) -> Int {
+        switch value {
+        case .table(let table): return 1 + (table.values.map(depth(of:)).max() ?? 0)
+        case .array(let values): return 1 + (values.map(depth(of:)).max() ?? 0)
+        default: return 0
+        }
+    }
 
     func checkVersion() throws(ParkReason) {
         guard let version = try integer(WireHeader.version) else {

@@ -23,20 +23,20 @@ final class WorkerSession: Sendable {
         self.engine = engine
     }
 
-    /// Sets the prefetch and starts one consumer per service.
+    /// Sets the prefetch and starts one consumer per service, all in one step.
     func subscribe(_ services: [String: ServiceHandler]) async throws {
         try await connection.setPrefetch(UInt16(worker.configuration.concurrency))
-        for (service, handler) in services.sorted(by: { $0.key < $1.key }) {
-            let consumer = AMQPConnection.Consumer(
+        let consumers = services.sorted(by: { $0.key < $1.key }).map { service, handler in
+            AMQPConnection.Consumer(
                 queue: TopologyNames.serviceQueue(service), noAck: false,
                 topology: Topology.service(service, type: queueType)
             ) { [self] delivery, reference in
                 worker.handlerStarted()
                 Task { await self.process(delivery, reference, service: service, handler: handler) }
             }
-            let id = try await connection.addConsumer(consumer)
-            consumerIDs.withLock { $0.append(id) }
         }
+        let ids = try await connection.addConsumers(consumers)
+        consumerIDs.withLock { $0.append(contentsOf: ids) }
     }
 
     /// Cancels every consumer; deliveries already received are still processed.
@@ -60,7 +60,8 @@ final class WorkerSession: Sendable {
         let invocation: Invocation
         switch Invocation.decode(properties: delivery.properties, body: delivery.body, queueService: service) {
         case .failure(let reason):
-            await park(delivery, reference, service: service, reason: reason)
+            await parkWithCallback(delivery, reference, service: service, reason: reason,
+                                   invocation: Self.callbackTarget(of: delivery, service: service))
             return
         case .success(let decoded):
             invocation = decoded
@@ -129,22 +130,60 @@ extension WorkerSession {
         let detail = "redelivered \(count) times without a worker finishing it; "
             + "a handler may crash or hang the worker on this message"
         let reason = ParkReason(code: .redeliveryLimit, detail: detail)
-        guard case .success(let invocation) = Invocation.decode(properties: delivery.properties, body: delivery.body,
-                                                              queueService: service),
-              invocation.mode == .async, let callback = invocation.callback else {
-            await park(delivery, reference, service: service, reason: reason)
-            return
-        }
-        let body = CallbackBody.make(invocation: invocation, outcome: .failure(reason.description),
-                                     attempts: invocation.attempt)
-        let message = Self.callbackMessage(body, to: callback, for: invocation)
-        do {
-            try await connection.publish([message], declaring: Topology.service(callback, type: queueType))
-        } catch {
-            await requeueLater(reference, after: error, metadata: metadata(invocation))
-            return
+        let decoded = try? Invocation.decode(properties: delivery.properties, body: delivery.body,
+                                             queueService: service).get()
+        await parkWithCallback(delivery, reference, service: service, reason: reason,
+                               invocation: decoded ?? Self.callbackTarget(of: delivery, service: service))
+    }
+
+    /// Parks a message and, when `invocation` is a background invocation with a callback,
+    /// first publishes a failure callback whose `error` is the park reason.
+    func parkWithCallback(_ delivery: Delivery, _ reference: DeliveryReference, service: String,
+                          reason: ParkReason, invocation: Invocation?) async {
+        if let invocation, invocation.mode == .async, let callback = invocation.callback {
+            let body = CallbackBody.make(invocation: invocation, outcome: .failure(reason.description),
+                                         attempts: invocation.attempt)
+            let message = Self.callbackMessage(body, to: callback, for: invocation)
+            do {
+                try await connection.publish([message], declaring: Topology.service(callback, type: queueType))
+            } catch {
+                await requeueLater(reference, after: error, metadata: metadata(invocation))
+                return
+            }
         }
         await park(delivery, reference, service: service, reason: reason)
+    }
+
+    /// Reads just enough of a message that failed to decode to send its failure callback: a
+    /// `correlation_id` that is a CID, a valid `amqpretry-callback`, and a mode that is not
+    /// `sync` or `callback` (a missing or unknown mode counts as a background invocation).
+    /// Returns `nil` when any of them is missing.
+    static func callbackTarget(of delivery: Delivery, service: String) -> Invocation? {
+        let headers = delivery.properties.headers
+        guard let correlationID = delivery.properties.correlationID,
+              let cid = try? CID(validating: correlationID),
+              let callback = headers[WireHeader.callback]?.textValue,
+              (try? ServiceName.validate(callback, option: "callback")) != nil,
+              !Self.isSyncOrCallback(headers[WireHeader.mode]) else {
+            return nil
+        }
+        let attempt = headers[WireHeader.attempt]?.integerValue.flatMap { Int(exactly: $0) }
+        return makeCallbackTarget(cid: cid, callback: callback, attempt: attempt, headers: headers, service: service)
+    }
+
+    private static func isSyncOrCallback(_ mode: FieldValue?) -> Bool {
+        let text = mode?.textValue
+        return text == InvocationMode.sync.rawValue || text == InvocationMode.callback.rawValue
+    }
+
+    private static func makeCallbackTarget(cid: CID, callback: String, attempt: Int?, headers: FieldTable,
+                                           service: String) -> Invocation {
+        return Invocation(
+            cid: cid, mode: .async, target: service, attempt: max(1, min(attempt ?? 1, RetryOptions.maximumRepeats + 1)),
+            callback: callback, source: headers[WireHeader.source]?.textValue.map { String($0.prefix(255)) } ?? "",
+            origCID: headers[WireHeader.origCID]?.textValue.flatMap { try? CID(validating: $0) },
+            requestTimestamp: nil, payload: Payload(bytes: [], contentType: "application/octet-stream")
+        )
     }
 }
 
@@ -288,9 +327,12 @@ extension WorkerSession {
                          invocation: Invocation) async {
         do {
             try await connection.publish(messages, declaring: topology, thenAcknowledge: reference)
-        } catch where error.code == .invalidMessage {
-            await park(delivery, reference, service: invocation.target,
-                       reason: ParkReason(code: .undeliverable, detail: error.description))
+        } catch where error.code == .invalidMessage || error.code == .channelClosed {
+            // The message cannot be encoded, or the broker refused to declare where it goes
+            // (for example a delay queue declared elsewhere with other arguments).
+            await parkWithCallback(delivery, reference, service: invocation.target,
+                                   reason: ParkReason(code: .undeliverable, detail: error.description),
+                                   invocation: invocation.mode == .async ? invocation : nil)
         } catch {
             await requeueLater(reference, after: error, metadata: metadata(invocation))
         }
