@@ -11,7 +11,7 @@ SHELL := /bin/bash
 
 CLI := .build/debug/amqp-retry
 
-.PHONY: deps build test demo worker broker-start broker-stop clean
+.PHONY: deps build test faults demo worker broker-start broker-stop tsan clean
 
 deps:
 	deploy/install-deps.sh
@@ -21,9 +21,22 @@ build: deps
 
 # Building first keeps compile time out of the broker's lifetime. Tests run
 # one at a time (no --parallel) because the integration tests share a broker.
+# After swift test, Tests/interop/run.sh runs the Python (pika) interop tests
+# against .build/debug/amqp-retry and checks deploy/rabbitmq/definitions.json.
+# That check imports with rabbitmqctl, so with AMQP_URL set it also needs
+# AMQPRETRY_RABBITMQCTL.
 test: deps
 	swift build --build-tests
-	deploy/with-broker.sh swift test --disable-swift-testing
+	deploy/with-broker.sh bash -c "swift test --disable-swift-testing --filter '^(AMQPRetryTests|AMQPRetryIntegrationTests)\\.' && Tests/interop/run.sh"
+
+# The fault tests (Tests/AMQPRetryFaultTests) kill workers and restart, stall
+# and alarm their broker, so they always start a private node of their own on
+# port 5760, with the TLS listeners the security tests need, and ignore
+# AMQP_URL. docs/reliability.md describes them.
+faults: deps
+	swift build --build-tests
+	env -u AMQP_URL AMQPRETRY_BROKER_PORT=5760 AMQPRETRY_BROKER_TLS=1 deploy/with-broker.sh \
+		swift test --disable-swift-testing --filter AMQPRetryFaultTests
 
 demo: build
 	deploy/with-broker.sh $(CLI) demo
@@ -31,6 +44,19 @@ demo: build
 # Runs in the foreground until Ctrl-C, then stops the broker it started.
 worker: build
 	deploy/with-broker.sh $(CLI) worker
+
+# The unit and integration tests under ThreadSanitizer, against their own
+# private node (port TSAN_BROKER_PORT, or the broker in AMQP_URL). The
+# sanitized build goes to .build/tsan so that it does not replace the regular
+# one, and any ThreadSanitizer report fails the run.
+TSAN_BROKER_PORT ?= 5770
+TSAN_SCRATCH := .build/tsan
+
+tsan: deps
+	swift build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	AMQPRETRY_BROKER_PORT=$(TSAN_BROKER_PORT) deploy/with-broker.sh \
+		swift test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH) --disable-swift-testing \
+		--filter '^(AMQPRetryTests|AMQPRetryIntegrationTests)\.'
 
 broker-start:
 	@if [[ -n "$${AMQP_URL:-}" ]]; then \

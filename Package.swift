@@ -29,6 +29,12 @@ let package = Package(
             name: "AMQPRetryIntegrationTests",
             dependencies: ["AMQPRetry", "CRabbitMQ"]
         ),
+        // Failures injected on a private broker: worker kills, broker restarts and stalls,
+        // alarms and bad input. `make faults` runs them.
+        .testTarget(
+            name: "AMQPRetryFaultTests",
+            dependencies: ["AMQPRetry", "CRabbitMQ"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -33,6 +33,31 @@ BROKER_CLI_DIST_PORT_MIN=$((BROKER_DIST_PORT + 10000))
 BROKER_CLI_DIST_PORT_MAX=$((BROKER_CLI_DIST_PORT_MIN + 10))
 # 4380 for the default AMQP port 5680.
 BROKER_EPMD_PORT=$((AMQPRETRY_BROKER_PORT - 1300))
+
+# ---- Cluster overrides --------------------------------------------------------
+# The nodes of a local cluster (deploy/cluster-start.sh) must share one epmd
+# and one Erlang cookie to reach each other. Unset, these variables keep the
+# single node's own epmd and cookie:
+#   AMQPRETRY_BROKER_EPMD_PORT  epmd port (default: the AMQP port - 1300)
+#   AMQPRETRY_BROKER_HOME       HOME of the node and its CLI tools, the folder
+#                               whose .erlang.cookie they use (default: the
+#                               state folder)
+if [[ -n "${AMQPRETRY_BROKER_EPMD_PORT:-}" ]]; then
+    if ! [[ "$AMQPRETRY_BROKER_EPMD_PORT" =~ ^[0-9]+$ ]] \
+        || (( AMQPRETRY_BROKER_EPMD_PORT < 1024 || AMQPRETRY_BROKER_EPMD_PORT > 65535 )); then
+        echo "error: AMQPRETRY_BROKER_EPMD_PORT=$AMQPRETRY_BROKER_EPMD_PORT is invalid; use a port from 1024 to 65535" >&2
+        exit 2
+    fi
+    BROKER_EPMD_PORT="$AMQPRETRY_BROKER_EPMD_PORT"
+fi
+BROKER_HOME_DIR="${AMQPRETRY_BROKER_HOME:-$AMQPRETRY_BROKER_DIR}"
+BROKER_HOME_DIR="${BROKER_HOME_DIR%/}"
+if [[ "$BROKER_HOME_DIR" != /?* ]]; then
+    echo "error: AMQPRETRY_BROKER_HOME=$AMQPRETRY_BROKER_HOME is invalid; use an absolute path other than /" >&2
+    exit 2
+fi
+# ---- End of cluster overrides -------------------------------------------------
+
 BROKER_URL="amqp://guest:guest@$BROKER_HOST:$AMQPRETRY_BROKER_PORT/%2F"
 
 BROKER_CONFIG_FILE="$AMQPRETRY_BROKER_DIR/rabbitmq.conf"
@@ -99,8 +124,9 @@ broker_user() {
 # Command prefix that runs a program as the node's user, in the state folder,
 # with a clean environment that points RabbitMQ and Erlang at the private node
 # only. Variables of the caller (RABBITMQ_*, ERL_*, HOME) never reach
-# RabbitMQ, and HOME is the state folder, so the node and its CLI tools use
-# the private Erlang cookie there. NAME=VALUE words may follow the prefix.
+# RabbitMQ, and HOME is the state folder (or AMQPRETRY_BROKER_HOME), so the
+# node and its CLI tools use the private Erlang cookie there. NAME=VALUE words
+# may follow the prefix.
 broker_run_prefix=()
 if (( EUID == 0 )); then
     broker_run_prefix=(setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups --)
@@ -110,7 +136,7 @@ broker_run_prefix+=(
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     LANG=C.UTF-8
     LC_ALL=C.UTF-8
-    HOME="$AMQPRETRY_BROKER_DIR"
+    HOME="$BROKER_HOME_DIR"
     ERL_EPMD_PORT="$BROKER_EPMD_PORT"
     ERL_EPMD_ADDRESS="$BROKER_HOST"
     RABBITMQ_NODENAME="$BROKER_NODE_NAME"
@@ -181,4 +207,119 @@ broker_print_log_tail() {
             tail -n 40 "$log_file" >&2
         fi
     done
+}
+
+# ---- TLS listener (AMQPRETRY_BROKER_TLS=1) ----------------------------------
+# With AMQPRETRY_BROKER_TLS=1 the start script generates a test CA, a server
+# certificate for localhost (SAN DNS:localhost and IP:127.0.0.1) signed by it,
+# and a second, unrelated CA, and opens TLS listeners on 127.0.0.1 and
+# 127.0.0.2 at the AMQP port + 1. The 127.0.0.2 listener serves the same
+# certificate, so a client that connects to it with host name verification
+# must reject the name. The broker does not ask for client certificates.
+
+AMQPRETRY_BROKER_TLS="${AMQPRETRY_BROKER_TLS:-0}"
+if [[ "$AMQPRETRY_BROKER_TLS" != 0 && "$AMQPRETRY_BROKER_TLS" != 1 ]]; then
+    echo "error: AMQPRETRY_BROKER_TLS=$AMQPRETRY_BROKER_TLS is invalid; use 1 to open a TLS listener or 0 for none" >&2
+    exit 2
+fi
+
+BROKER_TLS_PORT=$((AMQPRETRY_BROKER_PORT + 1))
+# A loopback address that is not in the server certificate.
+BROKER_TLS_ALIAS_HOST="127.0.0.2"
+BROKER_TLS_DIR="$AMQPRETRY_BROKER_DIR/tls"
+BROKER_TLS_CA_FILE="$BROKER_TLS_DIR/ca.pem"
+BROKER_TLS_WRONG_CA_FILE="$BROKER_TLS_DIR/wrong-ca.pem"
+BROKER_TLS_CERT_FILE="$BROKER_TLS_DIR/server.pem"
+BROKER_TLS_KEY_FILE="$BROKER_TLS_DIR/server.key"
+BROKER_TLS_URL="amqps://guest:guest@localhost:$BROKER_TLS_PORT/%2F?cacertfile=$BROKER_TLS_CA_FILE"
+BROKER_TLS_WRONG_HOST_URL="amqps://guest:guest@$BROKER_TLS_ALIAS_HOST:$BROKER_TLS_PORT/%2F?cacertfile=$BROKER_TLS_CA_FILE"
+
+# Succeed when AMQPRETRY_BROKER_TLS=1.
+broker_tls_enabled() {
+    [[ "$AMQPRETRY_BROKER_TLS" == 1 ]]
+}
+
+# Print the rabbitmq.conf lines of the TLS listeners.
+broker_tls_config() {
+    cat <<EOT
+
+# TLS listeners (AMQPRETRY_BROKER_TLS=1), with the certificates that
+# deploy/rabbitmq-start.sh generated. Clients are not asked for certificates.
+listeners.ssl.default = $BROKER_HOST:$BROKER_TLS_PORT
+listeners.ssl.alias = $BROKER_TLS_ALIAS_HOST:$BROKER_TLS_PORT
+ssl_options.cacertfile = $BROKER_TLS_CA_FILE
+ssl_options.certfile = $BROKER_TLS_CERT_FILE
+ssl_options.keyfile = $BROKER_TLS_KEY_FILE
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+EOT
+}
+
+# Generate the CA, the server certificate and key and the wrong CA in
+# $BROKER_TLS_DIR, replacing earlier ones, with the server key readable only
+# by the node's user ($1). The CA keys are deleted once the certificates are
+# signed, so nothing else can be signed by these CAs.
+broker_tls_generate() {
+    local user="$1" work
+    command -v openssl >/dev/null || broker_fail "openssl not found in PATH; install Debian's openssl package"
+    # The URLs put the CA path unencoded into their query.
+    [[ "$BROKER_TLS_DIR" =~ ^[A-Za-z0-9._/-]+$ ]] \
+        || broker_fail "AMQPRETRY_BROKER_DIR=$AMQPRETRY_BROKER_DIR contains characters that need percent-encoding in a URL; use only letters, digits, '.', '_', '-' and '/' with AMQPRETRY_BROKER_TLS=1"
+
+    rm -rf "$BROKER_TLS_DIR"
+    mkdir -p "$BROKER_TLS_DIR/work"
+    work="$BROKER_TLS_DIR/work"
+    cat >"$work/extensions.cnf" <<EOT
+[req]
+distinguished_name = subject
+
+[subject]
+
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOT
+
+    if ! {
+        broker_tls_make_ca "$work" ca "AMQPRetry test CA $AMQPRETRY_BROKER_PORT" \
+            && broker_tls_make_ca "$work" wrong-ca "AMQPRetry wrong test CA $AMQPRETRY_BROKER_PORT" \
+            && openssl req -new -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+                -keyout "$work/server.key" -out "$work/server.csr" \
+            && openssl x509 -req -in "$work/server.csr" -days 30 -sha256 -set_serial "0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" \
+                -CA "$work/ca.pem" -CAkey "$work/ca.key" \
+                -extfile "$work/extensions.cnf" -extensions server -out "$work/server.pem"
+    } >"$work/openssl.log" 2>&1; then
+        cat "$work/openssl.log" >&2
+        broker_fail "openssl failed to generate the TLS certificates in $BROKER_TLS_DIR"
+    fi
+
+    mv "$work/ca.pem" "$BROKER_TLS_CA_FILE"
+    mv "$work/wrong-ca.pem" "$BROKER_TLS_WRONG_CA_FILE"
+    mv "$work/server.pem" "$BROKER_TLS_CERT_FILE"
+    mv "$work/server.key" "$BROKER_TLS_KEY_FILE"
+    rm -rf "$work"
+
+    chmod 0755 "$BROKER_TLS_DIR"
+    chmod 0644 "$BROKER_TLS_CA_FILE" "$BROKER_TLS_WRONG_CA_FILE" "$BROKER_TLS_CERT_FILE"
+    chmod 0600 "$BROKER_TLS_KEY_FILE"
+    chown "$user:" "$BROKER_TLS_DIR" "$BROKER_TLS_CA_FILE" "$BROKER_TLS_WRONG_CA_FILE" \
+        "$BROKER_TLS_CERT_FILE" "$BROKER_TLS_KEY_FILE"
+}
+
+# Write a self-signed CA certificate $1/$2.pem and its key $1/$2.key with the
+# common name $3, valid for 30 days.
+broker_tls_make_ca() {
+    local work="$1" name="$2" common_name="$3"
+    openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 30 -subj "/CN=$common_name" \
+        -config "$work/extensions.cnf" -extensions ca \
+        -keyout "$work/$name.key" -out "$work/$name.pem"
 }

@@ -7,6 +7,9 @@
 #   AMQPRETRY_BROKER_PORT           AMQP port (default 5680)
 #   AMQPRETRY_BROKER_DIR            state folder (default /tmp/amqpretry-rabbitmq-PORT)
 #   AMQPRETRY_BROKER_START_TIMEOUT  seconds to wait for the node (default 90)
+#   AMQPRETRY_BROKER_TLS            1 to add TLS listeners on the AMQP port + 1
+#                                   with generated certificates (default 0;
+#                                   see the TLS section of broker-common.sh)
 #
 # If the node is already running, the script prints the URL and exits 0.
 # Otherwise it starts from empty data and log folders.
@@ -36,6 +39,9 @@ log.file.level = info
 # build machines with little free disk.
 disk_free_limit.absolute = 50MB
 EOF
+    if broker_tls_enabled; then
+        broker_tls_config >>"$BROKER_CONFIG_FILE"
+    fi
 
     # Plugins to enable, as an Erlang list of atoms, for example
     # [rabbitmq_management,rabbitmq_consistent_hash_exchange].
@@ -69,6 +75,11 @@ prepare_state_dir() {
     rm -rf "$BROKER_DATA_DIR" "$BROKER_LOG_DIR" "$BROKER_PID_FILE"
     mkdir -p "$BROKER_DATA_DIR" "$BROKER_LOG_DIR"
     write_config_files
+    if broker_tls_enabled; then
+        broker_tls_generate "$user"
+    else
+        rm -rf "$BROKER_TLS_DIR"
+    fi
 
     # A private cookie, so CLI calls can only reach this node and the
     # system node's /var/lib/rabbitmq/.erlang.cookie stays untouched.
@@ -137,6 +148,9 @@ wait_for_node() {
 
 vm_pid="$(broker_vm_pid)"
 if [[ -n "$vm_pid" ]] && broker_port_accepts "$AMQPRETRY_BROKER_PORT"; then
+    if broker_tls_enabled && ! broker_port_accepts "$BROKER_TLS_PORT"; then
+        broker_fail "$BROKER_NODE_NAME is already running without a TLS listener on port $BROKER_TLS_PORT; stop it with $deploy_dir/rabbitmq-stop.sh and start it again with AMQPRETRY_BROKER_TLS=1"
+    fi
     broker_log "RabbitMQ node $BROKER_NODE_NAME is already running (pid $vm_pid)."
     echo "$BROKER_URL"
     exit 0
@@ -148,7 +162,11 @@ if [[ -n "$(broker_node_pids)" ]]; then
     "$deploy_dir/rabbitmq-stop.sh" >&2
 fi
 
-for port in "$AMQPRETRY_BROKER_PORT" "$BROKER_DIST_PORT"; do
+ports=("$AMQPRETRY_BROKER_PORT" "$BROKER_DIST_PORT")
+if broker_tls_enabled; then
+    ports+=("$BROKER_TLS_PORT")
+fi
+for port in "${ports[@]}"; do
     if broker_port_accepts "$port"; then
         broker_fail "port $port on $BROKER_HOST is in use by another program; stop it or set AMQPRETRY_BROKER_PORT to a free port"
     fi
@@ -165,6 +183,9 @@ setsid "${broker_run_prefix[@]}" "$BROKER_PROCESS_TAG" "$BROKER_RABBITMQ_BIN_DIR
 launcher_pid=$!
 
 wait_for_node "$launcher_pid"
+if broker_tls_enabled && ! broker_port_accepts "$BROKER_TLS_PORT"; then
+    fail_start "$BROKER_NODE_NAME runs but its TLS listener on port $BROKER_TLS_PORT does not accept connections"
+fi
 
 broker_log "RabbitMQ node $BROKER_NODE_NAME is running (pid $(broker_vm_pid)); log: $BROKER_LOG_FILE"
 echo "$BROKER_URL"

@@ -8,6 +8,12 @@
 # to deploy/rabbitmqctl.sh, and the node is stopped when the command exits,
 # fails or is interrupted. The node is left running if it was already running
 # before, for example after `make broker-start`.
+#
+# With AMQPRETRY_BROKER_TLS=1 the node also has TLS listeners (see
+# broker-common.sh), and the command gets AMQPRETRY_TLS_URL (amqps:// to
+# localhost, trusting the generated CA), AMQPRETRY_TLS_WRONG_HOST_URL (the same
+# on 127.0.0.2, a name the certificate lacks), AMQPRETRY_TLS_CA (the CA that
+# signed the server certificate) and AMQPRETRY_TLS_WRONG_CA (an unrelated CA).
 set -euo pipefail
 
 deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,6 +58,12 @@ fi
 AMQP_URL="$("$deploy_dir/rabbitmq-start.sh")"
 export AMQP_URL
 export AMQPRETRY_RABBITMQCTL="$deploy_dir/rabbitmqctl.sh"
+if broker_tls_enabled; then
+    export AMQPRETRY_TLS_URL="$BROKER_TLS_URL"
+    export AMQPRETRY_TLS_WRONG_HOST_URL="$BROKER_TLS_WRONG_HOST_URL"
+    export AMQPRETRY_TLS_CA="$BROKER_TLS_CA_FILE"
+    export AMQPRETRY_TLS_WRONG_CA="$BROKER_TLS_WRONG_CA_FILE"
+fi
 
 echo "Running $* against the private RabbitMQ node on $BROKER_HOST:$AMQPRETRY_BROKER_PORT" >&2
 status=0

@@ -53,6 +53,9 @@ enum WorkerCommand {
         let console = Console(timeStyle: .dateTime, keepsRecords: false)
         do {
             try DemoServices.register(on: worker, console: console)
+            if FaultServices.isEnabled {
+                try FaultServices.register(on: worker, console: console)
+            }
         } catch {
             CommandLineTool.writeError("Error: registering the demo services failed: \(error)\n")
             return .failure
