@@ -56,7 +56,7 @@ final class ConnectionLoop: @unchecked Sendable {
         finish()
     }
 
-    /// Tries every broker address once; fails with the last error when none answers.
+    /// Tries every broker address once; fails with the last error when none responds.
     private func connectFirst() -> Bool {
         var lastError = AMQPError(.connectionFailed, operation: "connect")
         for _ in configuration.addresses {
@@ -160,10 +160,11 @@ extension ConnectionLoop {
         logger.debug("connected to RabbitMQ", metadata: [LogKey.broker: currentAddress])
     }
 
-    /// The timeout of one connection attempt. A reconnect waits at most `operationTimeout`, and
-    /// less when a waiting command's deadline comes sooner, so that the I/O thread is never
-    /// held longer than a caller's deadline while a broker does not answer; the next attempt
-    /// follows after the backoff.
+    /// The timeout of one connection attempt.
+    ///
+    /// A reconnect waits at most `operationTimeout`, and less when a waiting command's deadline
+    /// comes sooner, so that a broker that does not respond never holds the I/O thread past a
+    /// caller's deadline. The next attempt follows after the backoff.
     private func connectTimeout() -> Duration {
         guard generation > 0 else { return configuration.connectionTimeout }
         var timeout = min(configuration.connectionTimeout, configuration.operationTimeout)

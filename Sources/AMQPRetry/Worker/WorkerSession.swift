@@ -154,10 +154,11 @@ extension WorkerSession {
         await park(delivery, reference, service: service, reason: reason)
     }
 
-    /// Reads just enough of a message that failed to decode to send its failure callback: a
-    /// `correlation_id` that is a CID, a valid `amqpretry-callback`, and a mode that is not
-    /// `sync` or `callback` (a missing or unknown mode counts as a background invocation).
-    /// Returns `nil` when any of them is missing.
+    /// Reads just enough of a message that failed to decode to send its failure callback.
+    ///
+    /// That takes a `correlation_id` that is a CID, a valid `amqpretry-callback`, and a mode
+    /// other than `sync` or `callback`; a missing or unknown mode counts as a background
+    /// invocation. Returns `nil` when any of them is missing.
     static func callbackTarget(of delivery: Delivery, service: String) -> Invocation? {
         let headers = delivery.properties.headers
         guard let correlationID = delivery.properties.correlationID,
