@@ -203,16 +203,21 @@ final class AMQPConnection: Sendable {
     }
 
     private func enqueue(_ command: Command) {
-        let accepted = inbox.withLock { inbox -> Bool in
-            guard !inbox.closing else { return false }
+        let (accepted, wasEmpty) = inbox.withLock { inbox -> (Bool, Bool) in
+            guard !inbox.closing else { return (false, false) }
+            let wasEmpty = inbox.commands.isEmpty
             inbox.commands.append(command)
-            return true
+            return (true, wasEmpty)
         }
         guard accepted else {
             ConnectionLoop.fail(command, with: AMQPError(.closed, operation: "enqueue"))
             return
         }
-        wakeup.signal()
+        // Commands already waiting mean a wake-up is pending too: the I/O thread takes the
+        // whole inbox between clearing the pipe and its next poll.
+        if wasEmpty {
+            wakeup.signal()
+        }
     }
 }
 

@@ -161,7 +161,7 @@ enum FieldTableDecoder {
 
     /// Copies a librabbitmq table into a field table.
     static func table(_ table: amqp_table_t, depth: Int = 0) -> FieldTable {
-        var result: FieldTable = [:]
+        var result = FieldTable(minimumCapacity: Int(max(table.num_entries, 0)))
         guard table.num_entries > 0, let entries = table.entries else {
             return result
         }

@@ -34,7 +34,7 @@ public struct CID: Sendable, Hashable, CustomStringConvertible, Codable {
 
     /// Makes a new random CID with the system's secure random number generator.
     public static func random() -> CID {
-        var generator = SystemRandomNumberGenerator()
+        var generator = BufferedSystemRandom()
         return random(using: &generator)
     }
 

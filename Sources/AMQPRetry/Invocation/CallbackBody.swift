@@ -149,7 +149,7 @@ extension CallbackBody {
 extension CallbackBody {
     /// Encodes the body as compact JSON with sorted keys and `null` for absent values.
     public func encoded() -> [UInt8] {
-        Array(jsonValue.serialized().utf8)
+        jsonValue.utf8Serialized()
     }
 
     /// Decodes a body from JSON. Absent optional keys and `null` both decode as `nil`.

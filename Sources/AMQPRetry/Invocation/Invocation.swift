@@ -105,13 +105,13 @@ extension Invocation {
     /// Integers are written as ``FieldValue/int64(_:)`` and text as ``FieldValue/text(_:)``.
     /// Absent optional values are left out.
     public func headers() -> FieldTable {
-        var headers: FieldTable = [
-            WireHeader.version: .int64(WireHeader.currentVersion),
-            WireHeader.mode: .text(mode.rawValue),
-            WireHeader.target: .text(target),
-            WireHeader.attempt: .int64(Int64(attempt)),
-            WireHeader.source: .text(source),
-        ]
+        // Room for every header below, so that adding the optional ones never rehashes.
+        var headers = FieldTable(minimumCapacity: 12)
+        headers[WireHeader.version] = .int64(WireHeader.currentVersion)
+        headers[WireHeader.mode] = .text(mode.rawValue)
+        headers[WireHeader.target] = .text(target)
+        headers[WireHeader.attempt] = .int64(Int64(attempt))
+        headers[WireHeader.source] = .text(source)
 
         if let options {
             headers[WireHeader.repeats] = .int64(Int64(options.repeats))
@@ -145,7 +145,7 @@ extension Invocation {
             correlationID: cid.rawValue,
             replyTo: replyTo,
             expiration: expirationMilliseconds.map { String($0) },
-            messageID: UUID().uuidString.lowercased(),
+            messageID: MessageID.random(),
             timestamp: UInt64(max(0, Date().timeIntervalSince1970))
         )
     }

@@ -50,7 +50,13 @@ public enum JSONValue: Sendable, Hashable {
     /// An integral number within ±2^53 is written without a fraction (`3`, not `3.0`). JSON
     /// has no NaN or infinity, so a non-finite number is written as `null`.
     public func serialized() -> String {
-        var output = ""
+        String(decoding: utf8Serialized(), as: UTF8.self)
+    }
+
+    /// Writes the value as ``serialized()`` does, as UTF-8 bytes.
+    func utf8Serialized() -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(256)
         write(to: &output)
         return output
     }
@@ -59,14 +65,14 @@ public enum JSONValue: Sendable, Hashable {
 // MARK: - Writing
 
 extension JSONValue {
-    private func write(to output: inout String) {
+    private func write(to output: inout [UInt8]) {
         switch self {
         case .null:
-            output += "null"
+            output += "null".utf8
         case .bool(let value):
-            output += value ? "true" : "false"
+            output += (value ? "true" : "false").utf8
         case .number(let value):
-            output += Self.formatNumber(value)
+            output += Self.formatNumber(value).utf8
         case .string(let value):
             Self.writeString(value, to: &output)
         case .array(let elements):
@@ -76,28 +82,28 @@ extension JSONValue {
         }
     }
 
-    private func writeArray(_ elements: [JSONValue], to output: inout String) {
-        output += "["
+    private func writeArray(_ elements: [JSONValue], to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "["))
         for (index, element) in elements.enumerated() {
             if index > 0 {
-                output += ","
+                output.append(UInt8(ascii: ","))
             }
             element.write(to: &output)
         }
-        output += "]"
+        output.append(UInt8(ascii: "]"))
     }
 
-    private func writeObject(_ members: [String: JSONValue], to output: inout String) {
-        output += "{"
-        for (index, key) in members.keys.sorted().enumerated() {
+    private func writeObject(_ members: [String: JSONValue], to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "{"))
+        for (index, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
             if index > 0 {
-                output += ","
+                output.append(UInt8(ascii: ","))
             }
-            Self.writeString(key, to: &output)
-            output += ":"
-            members[key]?.write(to: &output)
+            Self.writeString(member.key, to: &output)
+            output.append(UInt8(ascii: ":"))
+            member.value.write(to: &output)
         }
-        output += "}"
+        output.append(UInt8(ascii: "}"))
     }
 
     private static func formatNumber(_ value: Double) -> String {
@@ -112,24 +118,29 @@ extension JSONValue {
         return String(value)
     }
 
-    private static func writeString(_ value: String, to output: inout String) {
-        output += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+    /// Escapes on UTF-8 bytes: JSON escapes only ASCII characters, and no byte of a multi-byte
+    /// UTF-8 sequence is ASCII, so every other byte is copied unchanged.
+    private static func writeString(_ value: String, to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): output += #"\""#.utf8
+            case UInt8(ascii: "\\"): output += #"\\"#.utf8
+            case UInt8(ascii: "\n"): output += #"\n"#.utf8
+            case UInt8(ascii: "\r"): output += #"\r"#.utf8
+            case UInt8(ascii: "\t"): output += #"\t"#.utf8
+            case 0..<0x20:
+                output += #"\u00"#.utf8
+                output.append(hexDigits[Int(byte >> 4)])
+                output.append(hexDigits[Int(byte & 0xF)])
             default:
-                output.unicodeScalars.append(scalar)
+                output.append(byte)
             }
         }
-        output += "\""
+        output.append(UInt8(ascii: "\""))
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 }
 
 // MARK: - Codable

@@ -31,7 +31,9 @@ public enum ServiceName {
         if name.utf8.count > maximumBytes {
             return "must be at most \(maximumBytes) bytes of UTF-8, but has \(name.utf8.count)"
         }
-        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+        // General category Cc is exactly U+0000–U+001F and U+007F–U+009F, a set Unicode's
+        // stability policy fixes; a range test avoids a property lookup per scalar.
+        if name.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) {
             return "must not contain control characters"
         }
         if name.hasPrefix("amq.") {

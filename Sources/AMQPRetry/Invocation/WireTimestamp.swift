@@ -33,8 +33,9 @@ public enum WireTimestamp {
         let (days, secondOfDay) = floorDivide(seconds, by: 86_400)
         let (year, month, day) = civilDate(daysSince1970: days)
 
-        var text = String(format: "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld",
-                          year, month, day, secondOfDay / 3600, secondOfDay / 60 % 60, secondOfDay % 60)
+        var text = signedZeroPadded(year, width: 4) + "-" + zeroPadded(month, width: 2) + "-"
+            + zeroPadded(day, width: 2) + "T" + zeroPadded(secondOfDay / 3600, width: 2) + ":"
+            + zeroPadded(secondOfDay / 60 % 60, width: 2) + ":" + zeroPadded(secondOfDay % 60, width: 2)
         if fractionDigits > 0 {
             text += "." + zeroPadded(fraction, width: fractionDigits)
         }
@@ -83,6 +84,11 @@ private func power(of base: Int64, _ exponent: Int) -> Int64 {
 private func zeroPadded(_ value: Int64, width: Int) -> String {
     let digits = String(value)
     return String(repeating: "0", count: max(0, width - digits.count)) + digits
+}
+
+/// Pads as printf's `%0*lld` does: a negative number keeps its sign first, within `width`.
+private func signedZeroPadded(_ value: Int64, width: Int) -> String {
+    value < 0 ? "-" + zeroPadded(-value, width: width - 1) : zeroPadded(value, width: width)
 }
 
 // MARK: - Parsing
