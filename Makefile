@@ -11,7 +11,7 @@ SHELL := /bin/bash
 
 CLI := .build/debug/amqp-retry
 
-.PHONY: deps build test faults demo worker broker-start broker-stop tsan clean
+.PHONY: deps build test faults demo worker broker-start broker-stop tsan bench clean
 
 deps:
 	deploy/install-deps.sh
@@ -57,6 +57,22 @@ tsan: deps
 	AMQPRETRY_BROKER_PORT=$(TSAN_BROKER_PORT) deploy/with-broker.sh \
 		swift test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH) --disable-swift-testing \
 		--filter '^(AMQPRetryTests|AMQPRetryIntegrationTests)\.'
+
+# Every workload through AMQPRetry's public API and through the librabbitmq
+# baseline in Benchmarks/baseline, printed and written to docs/benchmarks.md.
+# Both are built in release mode before the broker starts. BENCH_ROUNDS sets
+# the rounds of each workload; the whole run took 9.5 minutes on 2 cores with
+# 5 rounds, the release build included.
+BENCH_ROUNDS ?= 5
+BENCH_DIR := .build/bench
+
+bench: deps
+	swift build -c release
+	mkdir -p $(BENCH_DIR)
+	cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o $(BENCH_DIR)/amqp-retry-baseline \
+		Benchmarks/baseline/*.c -lrabbitmq -lpthread -lm
+	deploy/with-broker.sh .build/release/amqp-retry-bench --baseline $(BENCH_DIR)/amqp-retry-baseline \
+		--rounds $(BENCH_ROUNDS) --output docs/benchmarks.md --command "make bench BENCH_ROUNDS=$(BENCH_ROUNDS)"
 
 broker-start:
 	@if [[ -n "$${AMQP_URL:-}" ]]; then \

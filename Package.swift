@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "AMQPRetry", targets: ["AMQPRetry"]),
         .executable(name: "amqp-retry", targets: ["AMQPRetryCLI"]),
+        .executable(name: "amqp-retry-bench", targets: ["AMQPRetryBench"]),
     ],
     targets: [
         // The system librabbitmq (rabbitmq-c 0.11, Debian's librabbitmq-dev) and the shims Swift needs.
@@ -19,6 +20,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "AMQPRetryCLI",
+            dependencies: ["AMQPRetry"]
+        ),
+        // `make bench`: each workload through AMQPRetry's public API and through a librabbitmq
+        // baseline in C (Benchmarks/baseline), compared in docs/benchmarks.md.
+        .executableTarget(
+            name: "AMQPRetryBench",
             dependencies: ["AMQPRetry"]
         ),
         .testTarget(
