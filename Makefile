@@ -11,7 +11,7 @@ SHELL := /bin/bash
 
 CLI := .build/debug/amqp-retry
 
-.PHONY: deps build test faults demo worker broker-start broker-stop tsan bench clean
+.PHONY: deps build test faults cluster-test demo worker broker-start broker-stop tsan bench clean
 
 deps:
 	deploy/install-deps.sh
@@ -37,6 +37,16 @@ faults: deps
 	swift build --build-tests
 	env -u AMQP_URL AMQPRETRY_BROKER_PORT=5760 AMQPRETRY_BROKER_TLS=1 deploy/with-broker.sh \
 		swift test --disable-swift-testing --filter AMQPRetryFaultTests
+
+# The cluster tests (Tests/AMQPRetryClusterTests) stop and restart a node of
+# a local three-node cluster with quorum queues on AMQP ports 5700, 5720 and
+# 5740, which deploy/with-cluster.sh starts and stops around them.
+# ClusterScalingBenchmark measures and checks nothing, so only
+# Benchmarks/cluster-scaling.sh runs it.
+cluster-test: deps
+	swift build --build-tests
+	deploy/with-cluster.sh swift test --skip-build --disable-swift-testing \
+		--filter '^AMQPRetryClusterTests\.' --skip ClusterScalingBenchmark
 
 demo: build
 	deploy/with-broker.sh $(CLI) demo

@@ -42,6 +42,12 @@ let package = Package(
             name: "AMQPRetryFaultTests",
             dependencies: ["AMQPRetry", "CRabbitMQ"]
         ),
+        // A three-node cluster with quorum queues, with a node stopped and restarted under load.
+        // `make cluster-test` starts the cluster (deploy/with-cluster.sh) and runs them.
+        .testTarget(
+            name: "AMQPRetryClusterTests",
+            dependencies: ["AMQPRetry", "CRabbitMQ"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -223,6 +223,8 @@ extension ConnectionLoop {
         dropped.abandon()
         handle = nil
         watchdog.watch(socketDescriptor: -1)
+        // The node that failed is the one least likely to answer at once: try the next first.
+        addressIndex += 1
         failAllGroups(with: AMQPError(.connectionLost, operation: error.operation,
                                       replyCode: error.replyCode, replyText: error.replyText))
         reconnectAt = MonotonicClock.deadline(after: backoff)

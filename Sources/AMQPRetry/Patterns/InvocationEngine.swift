@@ -66,8 +66,10 @@ final class InvocationEngine: Sendable {
             topology += Topology.delay(milliseconds: delayMilliseconds, type: type)
             exchange = TopologyNames.delayExchange(milliseconds: delayMilliseconds)
         }
+        let expiration = delayMilliseconds.flatMap { Topology.retryExpiration(milliseconds: $0, type: type) }
         let message = OutgoingMessage(exchange: exchange, routingKey: serviceQueue, mandatory: true,
-                                      properties: invocation.messageProperties(), body: invocation.payload.bytes)
+                                      properties: invocation.messageProperties(expirationMilliseconds: expiration),
+                                      body: invocation.payload.bytes)
         try await connection.publish([message], declaring: topology)
     }
 

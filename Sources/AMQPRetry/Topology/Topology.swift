@@ -67,6 +67,18 @@ public enum Topology {
         return arguments.merging(quorumArguments) { _, new in new }
     }
 
+    /// The per-message `expiration` a retry carries into its delay queue, in milliseconds, or
+    /// `nil` when the queue's own `x-message-ttl` suffices.
+    ///
+    /// A quorum queue of RabbitMQ 3.10 up to 4.0 applies its `x-message-ttl` only a few
+    /// milliseconds after it is created, so a message published into a brand-new delay queue in
+    /// that window never expires and blocks every retry behind it. The same interval as a
+    /// per-message TTL closes that window without changing the order, because every message of
+    /// a delay queue has the same interval. RabbitMQ removes `expiration` when it dead-letters.
+    public static func retryExpiration(milliseconds: Int64, type: QueueType) -> Int64? {
+        type == .quorum ? milliseconds : nil
+    }
+
     /// The durable queue that holds invocations a worker could not process, with the reason.
     public static func parking(type: QueueType = .classic) -> [TopologyItem] {
         let arguments: FieldTable = type == .quorum ? ["x-queue-type": .text("quorum")] : [:]

@@ -29,7 +29,9 @@ final class WorkerSession: Sendable {
         let consumers = services.sorted(by: { $0.key < $1.key }).map { service, handler in
             AMQPConnection.Consumer(
                 queue: TopologyNames.serviceQueue(service), noAck: false,
-                topology: Topology.service(service, type: queueType)
+                // The parking queue too, so that a quorum service queue's delivery limit has
+                // its dead-letter target before the first message is parked.
+                topology: Topology.service(service, type: queueType) + Topology.parking(type: queueType)
             ) { [self] delivery, reference in
                 worker.handlerStarted()
                 Task { await self.process(delivery, reference, service: service, handler: handler) }
@@ -224,7 +226,8 @@ extension WorkerSession {
         if case .failure(let message) = outcome {
             next.lastError = message
         }
-        var properties = next.messageProperties()
+        var properties = next.messageProperties(
+            expirationMilliseconds: Topology.retryExpiration(milliseconds: delayMilliseconds, type: queueType))
         properties.headers = Self.republishedHeaders(delivery.properties.headers, replacingWith: properties.headers)
         let message = OutgoingMessage(
             exchange: TopologyNames.delayExchange(milliseconds: delayMilliseconds),
