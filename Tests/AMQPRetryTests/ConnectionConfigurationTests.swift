@@ -125,9 +125,9 @@ final class ConnectionConfigurationTests: XCTestCase {
             ("http://host", "scheme", "scheme 'http' is not supported"),
             ("amqp://host:99999/", "port", "port '99999' is not a number between 1 and 65535"),
             ("amqp://host:0", "port", "port '0' is not a number between 1 and 65535"),
-            ("amqp://host:-1", "port", "port '-1' is not a number between 1 and 65535"),
-            ("amqp://host:+1", "port", "port '+1' is not a number between 1 and 65535"),
-            ("amqp://host:abc", "port", "port 'abc' is not a number between 1 and 65535"),
+            ("amqp://host:-1", "port", "the port is not a number between 1 and 65535"),
+            ("amqp://host:+1", "port", "the port is not a number between 1 and 65535"),
+            ("amqp://host:abc", "port", "the port is not a number between 1 and 65535"),
             ("amqp://::1", "host", "write an IPv6 address in brackets"),
             ("amqp://[::1", "host", "has no closing ']'"),
             ("amqp://[host]", "host", "is not an IPv6 address in brackets"),
@@ -156,6 +156,7 @@ final class ConnectionConfigurationTests: XCTestCase {
             ("amqps://host?certfile=/c.pem", "query parameter 'certfile'", "certfile and keyfile must be given together"),
             ("amqps://host?keyfile=/k.pem", "query parameter 'certfile'", "certfile and keyfile must be given together"),
             ("amqp://host/vh@x", "user info", "'@' appears after the host"),
+            ("amqp://guest:s3cr3t-pa55/", "port", "if the text after ':' is a password, add '@host'"),
         ]
 
         for testCase in cases {

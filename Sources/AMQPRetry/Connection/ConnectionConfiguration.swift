@@ -517,6 +517,12 @@ private struct URLParser {
 
     private func parsePort(_ text: Substring) throws -> Int {
         guard let port = decimalInteger(text), (1...65535).contains(port) else {
+            // Text that is not digits may be a password whose `@host` part is missing, as in
+            // `amqp://user:secret/`, so only a number is echoed.
+            guard text.allSatisfy(\.isASCIIDigitCharacter) else {
+                throw error("port", "the port is not a number between 1 and 65535; "
+                    + "if the text after ':' is a password, add '@host' after it")
+            }
             throw error("port", "port \(DisplayText.quoted(String(text))) is not a number between 1 and 65535")
         }
         return Int(port)
@@ -668,5 +674,12 @@ private struct URLParser {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
         default: nil
         }
+    }
+}
+
+private extension Character {
+    /// Whether the character is one of the ASCII digits 0 to 9.
+    var isASCIIDigitCharacter: Bool {
+        isASCII && isNumber
     }
 }
