@@ -27,7 +27,7 @@ final class AMQPConnection: Sendable {
         let queue: String
         /// Whether the broker considers deliveries acknowledged as soon as it sends them.
         let noAck: Bool
-        /// What to declare before consuming, so that a deleted queue comes back.
+        /// The topology declared before consuming, so that a deleted queue comes back.
         let topology: [TopologyItem]
         /// Called on the I/O thread for each delivery; must return quickly.
         let onDelivery: @Sendable (Delivery, DeliveryReference) -> Void
@@ -261,7 +261,8 @@ final class Wakeup: Sendable {
         Glibc.close(writeDescriptor)
     }
 
-    /// Wakes the I/O thread; a full pipe already holds a pending wake-up.
+    /// Wakes the I/O thread. A full pipe already contains a pending wake-up, so a failed write
+    /// loses nothing.
     func signal() {
         var byte: UInt8 = 1
         _ = write(writeDescriptor, &byte, 1)

@@ -1,6 +1,6 @@
 import CRabbitMQ
 
-/// An error from the AMQP connection: what failed, in which operation, and what the broker said.
+/// An error from the AMQP connection: the failure, the operation, and the broker's reply.
 ///
 /// The description names the operation, the broker address and the broker's reply code and
 /// text, and never the password.
@@ -17,7 +17,7 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         case channelClosed = "channel closed"
         /// A blocking step passed its deadline.
         case timeout = "timed out"
-        /// The broker answered a publish with `basic.nack`.
+        /// The broker rejected a publish with `basic.nack`.
         case publishNacked = "publish rejected by the broker (basic.nack)"
         /// A mandatory publish reached no queue and came back with `basic.return`.
         case unroutable = "message returned as unroutable (basic.return)"

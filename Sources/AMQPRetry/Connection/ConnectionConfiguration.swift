@@ -69,8 +69,8 @@ public struct ConnectionConfiguration: Sendable, CustomStringConvertible {
     public var queueType: QueueType = .classic
 
     /// Further brokers of the same cluster, tried in turn when the current one cannot be
-    /// reached. Each has its own host and port; every other setting is shared. The default is
-    /// none.
+    /// reached. Each has its own host and port, and every other setting is shared. The default
+    /// is an empty list.
     public var failoverAddresses: [BrokerAddress] = []
 
     /// A broker's host and port.
@@ -92,7 +92,7 @@ public struct ConnectionConfiguration: Sendable, CustomStringConvertible {
         [BrokerAddress(host: host, port: port)] + failoverAddresses
     }
 
-    /// A copy that connects to `address`, with every other setting unchanged.
+    /// Returns a copy that connects to `address`, with every other setting unchanged.
     public func connecting(to address: BrokerAddress) -> ConnectionConfiguration {
         var copy = self
         copy.host = address.host

@@ -1,7 +1,7 @@
 import CRabbitMQ
 import Foundation
 
-/// What the broker sent on a connection, decoded from one or more frames.
+/// An event the broker sent on a connection, decoded from one or more frames.
 enum InboundEvent {
     /// A message for a consumer (`basic.deliver` with its content).
     case delivery(Delivery)

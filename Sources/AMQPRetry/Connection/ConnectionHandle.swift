@@ -124,7 +124,8 @@ final class ConnectionHandle {
         }
     }
 
-    /// The client properties sent in `connection.start-ok`, with the capabilities AMQPRetry handles.
+    /// Returns the client properties sent in `connection.start-ok`, with the capabilities
+    /// AMQPRetry handles.
     static func clientProperties(connectionName: String) -> FieldTable {
         [
             "product": .text("AMQPRetry"),
@@ -160,8 +161,8 @@ final class ConnectionHandle {
     }
 
     /// Throws the error of the last RPC. A broker that closed the topology channel gets its
-    /// `channel.close-ok` and a new channel, so the connection stays usable; the thrown error
-    /// still says what the broker refused.
+    /// `channel.close-ok` and a new channel, so the connection stays usable. The thrown error
+    /// still carries the broker's reply code and text.
     private func checkReply(_ operation: String, channel: amqp_channel_t = ConnectionHandle.channel) throws(AMQPError) {
         guard let error = AMQPError.rpcReply(amqp_get_rpc_reply(state), operation: operation) else { return }
         guard error.code == .channelClosed else { throw error }

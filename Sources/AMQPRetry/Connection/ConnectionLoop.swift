@@ -74,7 +74,7 @@ final class ConnectionLoop: @unchecked Sendable {
         return false
     }
 
-    /// One turn of the loop: take commands, run them, read frames, check deadlines.
+    /// Runs one turn of the loop: takes commands, runs them, reads frames, checks deadlines.
     /// Returns `false` when the loop should end.
     private func turn() -> Bool {
         let closing = takeCommands()
@@ -163,7 +163,7 @@ extension ConnectionLoop {
     /// The timeout of one connection attempt.
     ///
     /// A reconnect waits at most `operationTimeout`, and less when a waiting command's deadline
-    /// comes sooner, so that a broker that does not respond never holds the I/O thread past a
+    /// comes sooner, so that a broker that does not respond never keeps the I/O thread past a
     /// caller's deadline. The next attempt follows after the backoff.
     private func connectTimeout() -> Duration {
         guard generation > 0 else { return configuration.connectionTimeout }
@@ -223,7 +223,8 @@ extension ConnectionLoop {
         dropped.abandon()
         handle = nil
         watchdog.watch(socketDescriptor: -1)
-        // The node that failed is the one least likely to answer at once: try the next first.
+        // The node that failed is the least likely to accept a new connection at once, so the
+        // next node is tried first.
         addressIndex += 1
         failAllGroups(with: AMQPError(.connectionLost, operation: error.operation,
                                       replyCode: error.replyCode, replyText: error.replyText))

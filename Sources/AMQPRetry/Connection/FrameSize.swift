@@ -6,7 +6,7 @@
 enum FrameSize {
     /// The bytes every frame adds around its payload: type, channel, size and frame end.
     static let frameOverhead = 8
-    /// The longest short string (`shortstr`) AMQP can encode.
+    /// The maximum length in bytes of an AMQP short string (`shortstr`).
     static let maximumShortString = 255
 
     /// Throws when `message` cannot be published on a connection with this `frame_max`.
@@ -28,7 +28,8 @@ enum FrameSize {
         }
     }
 
-    /// The size of the content header frame's payload: class, weight, body size, flags, fields.
+    /// Returns the size of the content header frame's payload: class, weight, body size, flags
+    /// and fields.
     static func contentHeaderSize(_ properties: MessageProperties) -> Int {
         var size = 2 + 2 + 8 + 2
         for (_, value) in shortStringProperties(properties) {
@@ -46,14 +47,14 @@ enum FrameSize {
         return size
     }
 
-    /// The encoded size of a field table, including its 4-byte length.
+    /// Returns the encoded size of a field table, including its 4-byte length.
     static func tableSize(_ table: FieldTable) -> Int {
         table.reduce(4) { size, entry in
             size + 1 + entry.key.utf8.count + valueSize(entry.value)
         }
     }
 
-    /// The encoded size of a field value, including its type byte.
+    /// Returns the encoded size of a field value, including its type byte.
     static func valueSize(_ value: FieldValue) -> Int {
         switch value {
         case .bool, .int8, .uint8: return 2

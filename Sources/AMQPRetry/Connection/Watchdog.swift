@@ -3,12 +3,12 @@ import Synchronization
 
 /// Monotonic time in nanoseconds, for deadlines that wall-clock changes cannot move.
 enum MonotonicClock {
-    /// The current monotonic time in nanoseconds.
+    /// Returns the current monotonic time in nanoseconds.
     static func now() -> UInt64 {
         DispatchTime.now().uptimeNanoseconds
     }
 
-    /// The monotonic time `duration` from now.
+    /// Returns the monotonic time `duration` from now.
     static func deadline(after duration: Duration) -> UInt64 {
         now() &+ duration.nanoseconds
     }

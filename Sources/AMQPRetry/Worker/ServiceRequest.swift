@@ -12,9 +12,9 @@ public struct ServiceRequest: Sendable {
     public let cid: CID
     /// The name of the service handling the request.
     public let service: String
-    /// Which call of the invocation this is, starting at 1.
+    /// The number of this call of the invocation, starting at 1.
     public let attempt: Int
-    /// How the request arrived: a blocking call, a background invocation, or a callback.
+    /// The way the request arrived: a blocking call, a background invocation, or a callback.
     public let mode: InvocationMode
     /// The service that invoked this one, or the empty string.
     public let source: String

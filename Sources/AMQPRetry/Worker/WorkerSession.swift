@@ -159,7 +159,7 @@ extension WorkerSession {
     /// Reads just enough of a message that failed to decode to send its failure callback.
     ///
     /// That takes a `correlation_id` that is a CID, a valid `amqpretry-callback`, and a mode
-    /// other than `sync` or `callback`; a missing or unknown mode counts as a background
+    /// other than `sync` or `callback`. A missing or unknown mode counts as a background
     /// invocation. Returns `nil` when any of them is missing.
     static func callbackTarget(of delivery: Delivery, service: String) -> Invocation? {
         let headers = delivery.properties.headers
@@ -242,8 +242,8 @@ extension WorkerSession {
         await publish([message], declaring: topology, replacing: delivery, reference, invocation: invocation)
     }
 
-    /// The headers of a republished invocation: the application's own headers, without the
-    /// broker's dead-lettering history, and with AMQPRetry's headers replaced.
+    /// Returns the headers of a republished invocation: the application's own headers, without
+    /// the broker's dead-lettering history, and with AMQPRetry's headers replaced.
     ///
     /// Leaving `x-death` in place would make RabbitMQ count each retry as one more
     /// dead-lettering cycle of the same message.
