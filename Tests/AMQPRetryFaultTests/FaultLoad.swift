@@ -144,7 +144,9 @@ final class LoadPublisher: Sendable {
 /// What a fault test allows beyond its planned outcomes.
 struct FaultAllowance {
     /// Whether an invocation may end in a failure callback with reason `redelivery-limit`, as
-    /// when more workers died holding it than the redelivery limit allows.
+    /// when more workers died holding it than the redelivery limit allows. That failure may
+    /// follow a callback of another outcome, when a worker died after the broker confirmed that
+    /// callback and before it acknowledged the invocation.
     var redeliveryLimit = false
     /// CIDs published by calls that failed, whose invocation may or may not run.
     var unknownCIDs: Set<String> = []
@@ -161,13 +163,16 @@ struct AtLeastOnceSummary: CustomStringConvertible {
     var redeliveryLimitOutcomes = 0
     /// The services of the invocations that ended at the redelivery limit.
     var redeliveryLimitTargets: [String] = []
+    /// The CIDs whose `redelivery-limit` failure followed a callback with another outcome.
+    var outcomesBeforeRedeliveryLimit = 0
     var failedPublishes = 0
 
     var description: String {
         "\(invocations) invocations, \(callbacks) callbacks (\(duplicateCallbacks) duplicates), "
             + "\(handlerCalls) handler calls (\(repeatedCalls) repeats of an attempt already made), "
             + "\(redeliveries) redeliveries logged, \(redeliveryLimitOutcomes) ended at the redelivery limit "
-            + "(\(redeliveryLimitTargets.sorted().joined(separator: ", "))), "
+            + "(\(redeliveryLimitTargets.sorted().joined(separator: ", ")); "
+            + "\(outcomesBeforeRedeliveryLimit) after another outcome), "
             + "\(failedPublishes) failed publishes"
     }
 }
@@ -245,12 +250,17 @@ extension FaultTestCase {
             XCTAssertEqual(bodies.count, messages.count, "a callback of \(item.cid) is not a callback body",
                            file: file, line: line)
 
-            let outcomes = Set(bodies.map(Self.outcomeKey))
+            let limited = bodies.filter(Self.endedAtRedeliveryLimit)
+            let compared = allowance.redeliveryLimit ? bodies.filter { !Self.endedAtRedeliveryLimit($0) } : bodies
+            if allowance.redeliveryLimit && !limited.isEmpty && !compared.isEmpty {
+                summary.outcomesBeforeRedeliveryLimit += 1
+            }
+            let outcomes = Set(compared.map(Self.outcomeKey))
             if outcomes.count > 1 {
                 conflicts.append("\(item.invocation.target) \(item.cid): \(outcomes.sorted().joined(separator: " / "))")
             }
             for body in bodies {
-                if body.error?.hasPrefix(ParkReason.Code.redeliveryLimit.rawValue) == true {
+                if Self.endedAtRedeliveryLimit(body) {
                     summary.redeliveryLimitOutcomes += 1
                     summary.redeliveryLimitTargets.append(item.invocation.target)
                     if allowance.redeliveryLimit { continue }
@@ -264,6 +274,11 @@ extension FaultTestCase {
             + conflicts.prefix(3).joined(separator: "; "), file: file, line: line)
         XCTAssertTrue(unexpected.isEmpty, "\(unexpected.count) callbacks differ from the planned outcome, such as "
             + unexpected.prefix(3).joined(separator: "; "), file: file, line: line)
+    }
+
+    /// Whether a callback is the failure of an invocation parked at the redelivery limit.
+    static func endedAtRedeliveryLimit(_ body: CallbackBody) -> Bool {
+        !body.ok && body.error?.hasPrefix(ParkReason.Code.redeliveryLimit.rawValue) == true
     }
 
     /// The outcome of a callback for comparing duplicates: success with its response, or failure.

@@ -49,7 +49,8 @@ final class WorkerKillTests: FaultTestCase {
     /// ends with one outcome and duplicates agree. It does not prove that every window was hit.
     ///
     /// Fifteen kills can hit one message more often than the redelivery limit of 3 allows, so an
-    /// invocation may end with a `redelivery-limit` failure callback.
+    /// invocation may end with a `redelivery-limit` failure callback, even after a copy of it
+    /// ended with its own callback.
     func testRapidKillsUnderLoad() async throws {
         let callback = try await makeCallbackService()
         let interval = try await makeRetryInterval(200...299)
@@ -89,7 +90,9 @@ final class WorkerKillTests: FaultTestCase {
     /// redeliveries crashed a worker, while the 40 invocations published behind it all succeed.
     ///
     /// The worker runs with its default concurrency of 8, so the invocations behind the crashing
-    /// one are delivered with it and die with the worker too.
+    /// one are delivered with it and die with the worker too. They are counted for that first
+    /// crash only, because a redelivered invocation runs while its worker holds no other
+    /// redelivered one, so none of them may be parked.
     func testCrashingHandlerIsParked() async throws {
         let callback = try await makeCallbackService()
         let interval = try await makeRetryInterval(300...399)

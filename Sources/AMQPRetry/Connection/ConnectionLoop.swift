@@ -22,6 +22,9 @@ final class ConnectionLoop: @unchecked Sendable {
     private var prefetch: UInt16?
     private var consumers: [UInt64: AMQPConnection.Consumer] = [:]
     private var consumerTags: [String: UInt64] = [:]
+    /// Consumers cancelled on the current connection, by tag. Deliveries the broker sent before
+    /// `basic.cancel-ok` may still wait in librabbitmq's buffers and go to these.
+    private var cancelledConsumers: [String: AMQPConnection.Consumer] = [:]
     private var resubscribeAt: [UInt64: UInt64] = [:]
 
     private var groups: [UInt64: PendingGroup] = [:]
@@ -181,6 +184,7 @@ extension ConnectionLoop {
                 try handle.setPrefetch(prefetch)
             }
             consumerTags.removeAll()
+            cancelledConsumers.removeAll()
             resubscribeAt.removeAll()
             for id in consumers.keys.sorted() {
                 try subscribe(id, on: handle)
@@ -309,13 +313,14 @@ extension ConnectionLoop {
 
     private func removeConsumer(_ id: UInt64, on handle: ConnectionHandle,
                                 completion: AMQPConnection.Completion) throws(AMQPError) {
-        consumers[id] = nil
+        let consumer = consumers.removeValue(forKey: id)
         resubscribeAt[id] = nil
         guard let tag = consumerTags.first(where: { $0.value == id })?.key else {
             completion(.success(()))
             return
         }
         consumerTags[tag] = nil
+        cancelledConsumers[tag] = consumer
         do {
             try handle.cancel(consumerTag: tag)
             completion(.success(()))
@@ -418,6 +423,11 @@ extension ConnectionLoop {
                 }
             }
             handle.releaseBuffers()
+            // basic.cancel waits for its cancel-ok, and the broker sends nothing to a tag after
+            // that, so once the buffers are empty no delivery for a cancelled consumer is left.
+            if !cancelledConsumers.isEmpty && !handle.hasBufferedFrames {
+                cancelledConsumers.removeAll()
+            }
         } catch {
             drop(error)
         }
@@ -449,8 +459,9 @@ extension ConnectionLoop {
 
     private func dispatch(_ delivery: Delivery) {
         let reference = AMQPConnection.DeliveryReference(generation: generation, deliveryTag: delivery.deliveryTag)
-        guard let id = consumerTags[delivery.consumerTag], let consumer = consumers[id] else {
-            // A consumer removed a moment ago: give the message back to its queue.
+        let active = consumerTags[delivery.consumerTag].flatMap { consumers[$0] }
+        guard let consumer = active ?? cancelledConsumers[delivery.consumerTag] else {
+            // No consumer of this connection has the tag: give the message back to its queue.
             try? handle?.reject(deliveryTag: delivery.deliveryTag, requeue: true)
             return
         }

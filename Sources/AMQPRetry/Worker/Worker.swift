@@ -14,6 +14,13 @@ import Synchronization
 /// acknowledged, so a pending retry always lives in the broker. Handlers run concurrently up to
 /// ``Configuration/concurrency``. ``stop()`` cancels the consumers, lets the handlers finish and
 /// closes the connections.
+///
+/// An invocation that was redelivered carries its redelivery count in the header
+/// `amqpretry-redeliveries`, and such invocations run one at a time. For each run the worker
+/// cancels its consumers, sends the other redelivered invocations it holds back to the end of
+/// their queues, runs the handler, and then consumes again. Handlers of other invocations go on
+/// running meanwhile. So when a handler crashes the worker, the invocations delivered with it
+/// are counted once, and the crashing one reaches ``Configuration/redeliveryLimit`` on its own.
 public final class Worker: Sendable {
     /// The settings of a worker.
     public struct Configuration: Sendable {
@@ -53,6 +60,11 @@ public final class Worker: Sendable {
         var running = false
         var stopRequested = false
         var inFlight = 0
+        /// The deliveries in flight that were redelivered or carry a redelivery count.
+        var suspectsInFlight = 0
+        /// Whether a redelivered invocation has claimed its run.
+        var redeliveredRunning = false
+        var suspectsWaiter: CheckedContinuation<Void, Never>?
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -182,18 +194,57 @@ public final class Worker: Sendable {
         deadline.cancel()
     }
 
-    func handlerStarted() {
-        state.withLock { $0.inFlight += 1 }
+    /// Counts a delivery in flight. A `suspect` delivery was redelivered or carries a
+    /// redelivery count.
+    func handlerStarted(suspect: Bool) {
+        state.withLock { state in
+            state.inFlight += 1
+            state.suspectsInFlight += suspect ? 1 : 0
+        }
     }
 
-    func handlerFinished() {
-        let done = state.withLock { state -> Bool in
+    func handlerFinished(suspect: Bool) {
+        let (done, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             state.inFlight -= 1
-            return state.inFlight == 0
+            state.suspectsInFlight -= suspect ? 1 : 0
+            guard state.suspectsInFlight == 1, let waiter = state.suspectsWaiter else {
+                return (state.inFlight == 0, nil)
+            }
+            state.suspectsWaiter = nil
+            return (state.inFlight == 0, waiter)
         }
+        waiter?.resume()
         if done {
             resumeDrainWaiters(force: false)
         }
+    }
+
+    /// Claims the one run of a redelivered invocation that a worker allows at a time. Returns
+    /// `false` while another redelivered invocation's handler runs.
+    func claimRedeliveredRun() -> Bool {
+        state.withLock { state -> Bool in
+            guard !state.redeliveredRunning else { return false }
+            state.redeliveredRunning = true
+            return true
+        }
+    }
+
+    /// Waits until the delivery that claimed the run is the only suspect in flight, so that the
+    /// others went back to the broker and a crash during its handler cannot redeliver them.
+    func waitUntilOnlySuspect() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let alone = state.withLock { state -> Bool in
+                if state.suspectsInFlight <= 1 { return true }
+                state.suspectsWaiter = continuation
+                return false
+            }
+            if alone { continuation.resume() }
+        }
+    }
+
+    /// Ends the run that ``claimRedeliveredRun()`` claimed.
+    func releaseRedeliveredRun() {
+        state.withLock { $0.redeliveredRunning = false }
     }
 
     private func resumeDrainWaiters(force: Bool) {

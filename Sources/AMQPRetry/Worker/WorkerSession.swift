@@ -9,7 +9,13 @@ final class WorkerSession: Sendable {
     let worker: Worker
     let connection: AMQPConnection
     let engine: InvocationEngine
-    private let consumerIDs = Mutex<[UInt64]>([])
+    private struct Consumers: ~Copyable {
+        var services: [String: ServiceHandler] = [:]
+        var ids: [UInt64] = []
+        var stopped = false
+    }
+
+    private let consumers = Mutex(Consumers())
     /// How long a delivery whose replacement could not be published waits before it goes back
     /// to its queue, so that a lasting fault does not turn into a tight redelivery loop.
     static let requeueDelay: Duration = .seconds(1)
@@ -24,26 +30,48 @@ final class WorkerSession: Sendable {
     }
 
     /// Sets the prefetch and starts one consumer per service, all in one step.
-    func subscribe(_ services: [String: ServiceHandler]) async throws {
+    func subscribe(_ services: [String: ServiceHandler]) async throws(AMQPError) {
+        consumers.withLock { $0.services = services }
         try await connection.setPrefetch(UInt16(worker.configuration.concurrency))
-        let consumers = services.sorted(by: { $0.key < $1.key }).map { service, handler in
+        let ids = try await connection.addConsumers(makeConsumers(services))
+        let late = consumers.withLock { state -> [UInt64] in
+            state.ids.append(contentsOf: ids)
+            return state.stopped ? state.ids : []
+        }
+        // unsubscribe() ran while these consumers were starting.
+        await cancel(late)
+    }
+
+    private func makeConsumers(_ services: [String: ServiceHandler]) -> [AMQPConnection.Consumer] {
+        services.sorted(by: { $0.key < $1.key }).map { service, handler in
             AMQPConnection.Consumer(
                 queue: TopologyNames.serviceQueue(service), noAck: false,
                 // The parking queue too, so that a quorum service queue's delivery limit has
                 // its dead-letter target before the first message is parked.
                 topology: Topology.service(service, type: queueType) + Topology.parking(type: queueType)
             ) { [self] delivery, reference in
-                worker.handlerStarted()
-                Task { await self.process(delivery, reference, service: service, handler: handler) }
+                let suspect = delivery.redelivered || Self.wasRedelivered(delivery)
+                worker.handlerStarted(suspect: suspect)
+                Task {
+                    await self.process(delivery, reference, service: service, handler: handler)
+                    self.worker.handlerFinished(suspect: suspect)
+                }
             }
         }
-        let ids = try await connection.addConsumers(consumers)
-        consumerIDs.withLock { $0.append(contentsOf: ids) }
     }
 
-    /// Cancels every consumer; deliveries already received are still processed.
+    /// Cancels every consumer for good. Deliveries already received are still processed.
     func unsubscribe() async {
-        for id in consumerIDs.withLock({ $0 }) {
+        let ids = consumers.withLock { state -> [UInt64] in
+            state.stopped = true
+            return state.ids
+        }
+        await cancel(ids)
+    }
+
+    private func cancel(_ ids: [UInt64]) async {
+        consumers.withLock { state in state.ids.removeAll { ids.contains($0) } }
+        for id in ids {
             do {
                 try await connection.removeConsumer(id)
             } catch {
@@ -54,7 +82,6 @@ final class WorkerSession: Sendable {
 
     private func process(_ delivery: Delivery, _ reference: DeliveryReference, service: String,
                          handler: ServiceHandler) async {
-        defer { worker.handlerFinished() }
         if delivery.redelivered {
             await countRedelivery(delivery, reference, service: service)
             return
@@ -67,6 +94,10 @@ final class WorkerSession: Sendable {
             return
         case .success(let decoded):
             invocation = decoded
+        }
+        if Self.wasRedelivered(delivery) {
+            await processAlone(invocation, delivery, reference, handler: handler)
+            return
         }
 
         let outcome = await call(handler, invocation)
@@ -109,12 +140,19 @@ extension WorkerSession {
         }
         var properties = delivery.properties
         properties.headers[WireHeader.redeliveries] = .int64(count)
-        let copy = OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(service), mandatory: true,
-                                   properties: properties, body: delivery.body)
         logger.notice("an invocation was redelivered; requeueing it with its count", metadata: [
             LogKey.queue: TopologyNames.serviceQueue(service), "amqpretry.redeliveries": String(count),
             LogKey.cid: delivery.properties.correlationID.map { String($0.prefix(64)) } ?? "",
         ])
+        await requeueCopy(delivery, reference, properties: properties, service: service)
+    }
+
+    /// Publishes a copy of a delivery with `properties` to the end of its service queue, then
+    /// acknowledges the delivery.
+    private func requeueCopy(_ delivery: Delivery, _ reference: DeliveryReference, properties: MessageProperties,
+                             service: String) async {
+        let copy = OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(service), mandatory: true,
+                                   properties: properties, body: delivery.body)
         do {
             try await connection.publish([copy], declaring: Topology.service(service, type: queueType), thenAcknowledge: reference)
         } catch where error.code == .invalidMessage {
@@ -187,6 +225,68 @@ extension WorkerSession {
             origCID: headers[WireHeader.origCID]?.textValue.flatMap { try? CID(validating: $0) },
             requestTimestamp: nil, payload: Payload(bytes: [], contentType: "application/octet-stream")
         )
+    }
+}
+
+// MARK: - Running redelivered invocations alone
+
+extension WorkerSession {
+    /// Whether a delivery carries a redelivery count, so that a worker may have died while
+    /// holding it, perhaps because its handler crashed.
+    static func wasRedelivered(_ delivery: Delivery) -> Bool {
+        (delivery.properties.headers[WireHeader.redeliveries]?.integerValue ?? 0) >= 1
+    }
+
+    /// Runs a redelivered invocation while the worker has no other redelivered one
+    /// unacknowledged, so that a crash during its handler counts against it alone.
+    ///
+    /// The worker cancels its consumers for the run, so that no other redelivered invocation
+    /// arrives, and sends the ones it already received back to the end of their queues
+    /// unchanged. Handlers of other invocations go on running.
+    private func processAlone(_ invocation: Invocation, _ delivery: Delivery, _ reference: DeliveryReference,
+                              handler: ServiceHandler) async {
+        guard worker.claimRedeliveredRun() else {
+            await requeueCopy(delivery, reference, properties: delivery.properties, service: invocation.target)
+            return
+        }
+
+        await pauseConsuming()
+        await worker.waitUntilOnlySuspect()
+        logger.notice("running a redelivered invocation alone", metadata: metadata(invocation, [
+            "amqpretry.redeliveries": String(delivery.properties.headers[WireHeader.redeliveries]?.integerValue ?? 0),
+        ]))
+
+        let outcome = await call(handler, invocation)
+        let action = RetryPolicy.decide(invocation: invocation, outcome: outcome)
+        await carryOut(action, invocation: invocation, outcome: outcome, delivery: delivery, reference: reference)
+
+        // Released only once the new consumers are known, so that the next run's
+        // pauseConsuming() cancels them.
+        await resumeConsuming()
+        worker.releaseRedeliveredRun()
+    }
+
+    /// Cancels the consumers until ``resumeConsuming()``. Deliveries sent before the cancel
+    /// still arrive and are processed.
+    private func pauseConsuming() async {
+        let ids = consumers.withLock { $0.ids }
+        await cancel(ids)
+    }
+
+    /// Starts the consumers again unless the worker is stopping, and tries again every second
+    /// while that fails.
+    private func resumeConsuming() async {
+        let services = consumers.withLock { $0.services }
+        while !consumers.withLock({ $0.stopped }) {
+            do {
+                try await subscribe(services)
+                return
+            } catch {
+                logger.error("consuming again after a redelivered invocation failed; retrying in 1 s",
+                             metadata: [LogKey.error: error.description])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
     }
 }
 

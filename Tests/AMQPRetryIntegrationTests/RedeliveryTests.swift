@@ -1,0 +1,97 @@
+@testable import AMQPRetry
+import Synchronization
+import XCTest
+
+/// A worker runs the invocations that carry a redelivery count one at a time, and never holds
+/// one while another runs, so that a crash during one handler cannot count against the others.
+final class RedeliveryTests: IntegrationTestCase {
+    func testRedeliveredInvocationsRunOneAtATime() async throws {
+        let service = try await makeService("redelivered")
+        let tracker = OverlapTracker()
+        try await startWorker([service: { request in
+            tracker.enter(request.cid)
+            try? await Task.sleep(for: .milliseconds(100))
+            tracker.leave(request.cid)
+            return Payload(text: "ok")
+        }], configure: { $0.concurrency = 4 })
+
+        // The handler never fails, so the retry options only make the messages valid.
+        let options = try RetryOptions(repeats: 1, intervalMilliseconds: 1000)
+        let invocations = (0..<16).map { _ in
+            Invocation(mode: .async, target: service, options: options, payload: Payload(text: "work"))
+        }
+        // Adjacent, so that the prefetch of 4 delivers them together.
+        let redelivered = Set(invocations[4..<8].map(\.cid.rawValue))
+        tracker.markRedelivered(redelivered)
+        let messages = invocations.map { invocation in
+            var properties = invocation.messageProperties()
+            if redelivered.contains(invocation.cid.rawValue) {
+                properties.headers[WireHeader.redeliveries] = .int64(1)
+            }
+            return OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(service), mandatory: true,
+                                   properties: properties, body: invocation.payload.bytes)
+        }
+        try await broker.publish(messages)
+
+        let finished = await eventually(timeout: .seconds(20)) { tracker.finishedCount >= invocations.count }
+        XCTAssertTrue(finished, "\(tracker.finishedCount) of \(invocations.count) handler calls finished within 20 s")
+        for cid in redelivered {
+            XCTAssertEqual(tracker.calls(of: cid), 1, "the redelivered invocation \(cid) ran other than once")
+        }
+        XCTAssertEqual(tracker.maximumRedeliveredRunning, 1, "redelivered invocations ran at the same time")
+        XCTAssertGreaterThan(tracker.maximumRunning, 1, "no handlers ever ran at the same time")
+        try? await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(tracker.finishedCount, invocations.count, "a handler ran more often than once per invocation")
+    }
+}
+
+/// Records how many handler calls, and how many calls of redelivered invocations, ran at once.
+private final class OverlapTracker: Sendable {
+    private struct State {
+        var redelivered: Set<String> = []
+        var running: Set<String> = []
+        var callCounts: [String: Int] = [:]
+        var finished = 0
+        var maximumRunning = 0
+        var maximumRedeliveredRunning = 0
+    }
+
+    private let state = Mutex(State())
+
+    func markRedelivered(_ cids: Set<String>) {
+        state.withLock { $0.redelivered = cids }
+    }
+
+    func enter(_ cid: CID) {
+        state.withLock { state in
+            state.running.insert(cid.rawValue)
+            state.callCounts[cid.rawValue, default: 0] += 1
+            state.maximumRunning = max(state.maximumRunning, state.running.count)
+            let redeliveredRunning = state.running.intersection(state.redelivered).count
+            state.maximumRedeliveredRunning = max(state.maximumRedeliveredRunning, redeliveredRunning)
+        }
+    }
+
+    func leave(_ cid: CID) {
+        state.withLock { state in
+            state.running.remove(cid.rawValue)
+            state.finished += 1
+        }
+    }
+
+    func calls(of cid: String) -> Int {
+        state.withLock { $0.callCounts[cid] ?? 0 }
+    }
+
+    var finishedCount: Int {
+        state.withLock { $0.finished }
+    }
+
+    var maximumRunning: Int {
+        state.withLock { $0.maximumRunning }
+    }
+
+    var maximumRedeliveredRunning: Int {
+        state.withLock { $0.maximumRedeliveredRunning }
+    }
+}
