@@ -59,7 +59,7 @@ worker: build
 # private node (port TSAN_BROKER_PORT, or the broker in AMQP_URL). The
 # sanitized build goes to .build/tsan so that it does not replace the regular
 # one, and any ThreadSanitizer report fails the run.
-TSAN_BROKER_PORT ?= 5770
+TSAN_BROKER_PORT ?= 5780
 TSAN_SCRATCH := .build/tsan
 
 tsan: deps

@@ -1,6 +1,5 @@
 import AMQPRetry
 import Foundation
-import Synchronization
 
 /// Standard output of the demo services and the demo: whole lines, each stamped with a time.
 ///
@@ -28,7 +27,7 @@ final class Console: Sendable {
     let timeStyle: TimeStyle
     let keepsRecords: Bool
     private let start = ContinuousClock.now
-    private let records = Mutex(Records())
+    private let records = Locked(Records())
 
     /// Creates a console.
     /// - Parameters:

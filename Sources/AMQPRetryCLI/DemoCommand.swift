@@ -1,6 +1,5 @@
 import AMQPRetry
 import Foundation
-import Synchronization
 
 /// `amqp-retry demo`: hosts the demo services in this process and walks through the three
 /// invoke/retry modes against them.
@@ -121,7 +120,7 @@ enum DemoCommand {
 /// The steps must not start earlier: a blocking call to a service whose queue the worker has
 /// not declared yet fails at once instead of waiting.
 final class WorkerStartSignal: Sendable {
-    private let started = Mutex(false)
+    private let started = Locked(false)
 
     /// Records that the worker consumes every queue; pass it as `Worker.run(onConsuming:)`.
     func markStarted() {

@@ -1,6 +1,6 @@
+import AMQPRetry
 import Dispatch
 import Foundation
-import Synchronization
 
 /// Turns the first SIGINT or SIGTERM into a call of `stop`, for commands that repeat work until
 /// interrupted. A second signal exits at once with status 1.
@@ -8,7 +8,7 @@ import Synchronization
 /// As in ``ShutdownSignals``, the signals are ignored at the process level and read through
 /// dispatch sources, so that `stop` runs as ordinary code, not in an async-signal context.
 final class InterruptSignals: Sendable {
-    private let received = Mutex(0)
+    private let received = Locked(0)
     private let stop: @Sendable () -> Void
 
     // Dispatch sources are not Sendable. These are written only in init and kept only so that

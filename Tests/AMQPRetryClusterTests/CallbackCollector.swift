@@ -1,6 +1,5 @@
 @testable import AMQPRetry
 import Foundation
-import Synchronization
 
 /// A consumer of a test's own callback queue that acknowledges every callback and keeps the
 /// decoded bodies by CID, duplicates included.
@@ -18,7 +17,7 @@ final class CallbackCollector: Sendable {
     /// The callback service, whose queue this collector consumes.
     let service: String
     private let connection: AMQPConnection
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private init(service: String, connection: AMQPConnection) {
         self.service = service

@@ -1,5 +1,5 @@
+import AMQPRetry
 import Foundation
-import Synchronization
 
 /// A process started by a test, whose end a test can wait for with a deadline.
 ///
@@ -16,7 +16,7 @@ final class ChildProcess: Sendable {
     let pid: Int32
     let standardOutputPath: String
     let standardErrorPath: String
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Kept so that Foundation keeps watching the process for its termination handler.
     private let process: Process
 
@@ -42,8 +42,8 @@ final class ChildProcess: Sendable {
         self.standardErrorPath = standardErrorPath
 
         // The handler may run before `run()` returns, so it reaches `self` only once `pid` is set.
-        let onExit = Mutex<(@Sendable (Int32) -> Void)?>(nil)
-        let earlyStatus = Mutex<Int32?>(nil)
+        let onExit = Locked<(@Sendable (Int32) -> Void)?>(nil)
+        let earlyStatus = Locked<Int32?>(nil)
         process.terminationHandler = { finished in
             let status = finished.terminationStatus
             let handler = onExit.withLock { handler -> (@Sendable (Int32) -> Void)? in

@@ -1,6 +1,5 @@
 @testable import AMQPRetry
 import Foundation
-import Synchronization
 import XCTest
 
 /// Connecting to a cluster whose first node in the URL list is down.
@@ -75,7 +74,7 @@ extension ClusterEnvironment {
 
 /// The brokers that connections reported connecting to, from their debug log records.
 final class ConnectionLogs: Sendable {
-    private let brokers = Mutex<[String]>([])
+    private let brokers = Locked<[String]>([])
 
     /// The `host:port` of every connection made so far, in order.
     var connectedBrokers: [String] {
@@ -93,7 +92,7 @@ final class ConnectionLogs: Sendable {
 
 /// A one-time signal that a task can wait for with a deadline.
 final class ConsumingSignal: Sendable {
-    private let fired = Mutex(false)
+    private let fired = Locked(false)
 
     /// Fires the signal.
     func fire() {

@@ -1,6 +1,5 @@
 @testable import AMQPRetry
 import Foundation
-import Synchronization
 import XCTest
 
 // MARK: - Planned invocations
@@ -99,7 +98,7 @@ final class LoadPublisher: Sendable {
         var failures: [String] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// The number of publishes of each CID, failed ones included.
     var attempts: [String: Int] {

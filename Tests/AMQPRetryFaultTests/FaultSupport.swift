@@ -1,7 +1,6 @@
 @testable import AMQPRetry
 import CRabbitMQ
 import Foundation
-import Synchronization
 import XCTest
 
 // MARK: - Environment
@@ -86,7 +85,7 @@ final class ChildProcess: Sendable {
     let pid: Int32
     let standardOutputPath: String
     let standardErrorPath: String
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let process: Process
 
     /// Starts `executable` with `arguments`, adding `environment` to this process's environment.
@@ -108,7 +107,7 @@ final class ChildProcess: Sendable {
         self.standardOutputPath = standardOutputPath
         self.standardErrorPath = standardErrorPath
 
-        let exited = Mutex<(@Sendable (Int32) -> Void)?>(nil)
+        let exited = Locked<(@Sendable (Int32) -> Void)?>(nil)
         process.terminationHandler = { finished in
             exited.withLock { $0 }?(finished.terminationStatus)
         }
@@ -382,7 +381,7 @@ final class QueueCollector: Sendable {
 
     let queue: String
     private let connection: AMQPConnection
-    private let received = Mutex<[Message]>([])
+    private let received = Locked<[Message]>([])
 
     private init(queue: String, connection: AMQPConnection) {
         self.queue = queue

@@ -1,6 +1,5 @@
 @testable import AMQPRetry
 import Foundation
-import Synchronization
 import XCTest
 
 /// The base of every fault test. It connects to the private broker and resets what an earlier
@@ -27,7 +26,7 @@ class FaultTestCase: XCTestCase {
     private var workerExecutable = ""
     private var outputDirectory: URL?
 
-    private let state = Mutex(TestState())
+    private let state = Locked(TestState())
 
     private struct TestState {
         var workers: [WorkerProcess] = []
@@ -395,7 +394,7 @@ enum FaultServiceNames {
 
 /// An in-memory log handler that keeps every record in order.
 final class LogCapture: Sendable {
-    private let storage = Mutex<[LogRecord]>([])
+    private let storage = Locked<[LogRecord]>([])
 
     /// The records received so far.
     var records: [LogRecord] {

@@ -1,6 +1,5 @@
 @testable import AMQPRetry
 import Foundation
-import Synchronization
 import XCTest
 
 // MARK: - Environment
@@ -47,7 +46,7 @@ enum SecurityEnvironment {
 
 /// An in-memory log handler that keeps every record in order.
 final class SecurityLogCapture: Sendable {
-    private let storage = Mutex<[LogRecord]>([])
+    private let storage = Locked<[LogRecord]>([])
 
     /// The records received so far.
     var records: [LogRecord] {
@@ -242,8 +241,8 @@ extension SecurityEnvironment {
 /// A worker running in a task, stopped with a deadline.
 final class SecurityWorker: Sendable {
     let worker: Worker
-    private let consuming = Mutex(false)
-    private let result = Mutex<Result<Void, any Error>?>(nil)
+    private let consuming = Locked(false)
+    private let result = Locked<Result<Void, any Error>?>(nil)
 
     /// Starts `worker.run()` in a task and waits up to `timeout` until it consumes its queues.
     init(_ worker: Worker, timeout: Duration = .seconds(20)) async throws {

@@ -1,6 +1,5 @@
 @testable import AMQPRetry
 import Foundation
-import Synchronization
 import XCTest
 
 /// `amqp-retry parked`: listing without changing the shared parking queue, replaying and
@@ -68,7 +67,7 @@ final class CLIParkedTests: CLITestCase {
     func testReplayMovesOnlySelectedMessage() async throws {
         let service = try await makeService("recovering")
         let seconds = try await makeRetryInterval()
-        let healthy = Mutex(false)
+        let healthy = Locked(false)
         let recorder = CallRecorder()
         try await startWorker([service: { request in
             recorder.record(request)

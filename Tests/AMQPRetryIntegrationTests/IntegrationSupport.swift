@@ -1,7 +1,6 @@
 @testable import AMQPRetry
 import CRabbitMQ
 import Foundation
-import Synchronization
 import XCTest
 
 // MARK: - Broker settings
@@ -55,7 +54,7 @@ enum IntegrationEnvironment {
 /// An in-memory log handler that keeps every record in order. Warnings and worse also go to
 /// standard error, so that the output of a failing run shows them.
 final class LogCapture: Sendable {
-    private let storage = Mutex<[LogRecord]>([])
+    private let storage = Locked<[LogRecord]>([])
 
     /// The records received so far.
     var records: [LogRecord] {
@@ -99,7 +98,7 @@ final class CallRecorder: Sendable {
         let request: ServiceRequest
     }
 
-    private let calls = Mutex<[Call]>([])
+    private let calls = Locked<[Call]>([])
 
     /// Stores a call and returns its 1-based number.
     @discardableResult
@@ -163,7 +162,7 @@ final class TestWorker: Sendable {
     }
 
     let worker: Worker
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Starts `worker.run()` in a task.
     init(_ worker: Worker) {
@@ -260,7 +259,7 @@ final class QueueReader: Sendable {
     /// The queue this reader consumes.
     let queue: String
     private let connection: AMQPConnection
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private init(queue: String, connection: AMQPConnection) {
         self.queue = queue

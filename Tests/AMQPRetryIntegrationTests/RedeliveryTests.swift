@@ -1,5 +1,4 @@
 @testable import AMQPRetry
-import Synchronization
 import XCTest
 
 /// A worker runs the invocations that carry a redelivery count one at a time, and never holds
@@ -56,7 +55,7 @@ private final class OverlapTracker: Sendable {
         var maximumRedeliveredRunning = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func markRedelivered(_ cids: Set<String>) {
         state.withLock { $0.redelivered = cids }

@@ -1,10 +1,9 @@
 import AMQPRetry
-import Synchronization
 
 /// An in-memory log handler: every record a logger made by ``logger(label:logLevel:)`` sends
 /// is kept in order, so tests can check what was logged.
 final class LogCapture: Sendable {
-    private let storage = Mutex<[LogRecord]>([])
+    private let storage = Locked<[LogRecord]>([])
 
     /// The records received so far.
     var records: [LogRecord] {

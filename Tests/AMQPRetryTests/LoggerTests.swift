@@ -1,6 +1,5 @@
 @testable import AMQPRetry
 import Foundation
-import Synchronization
 import XCTest
 
 final class LoggerTests: XCTestCase {
@@ -34,7 +33,7 @@ final class LoggerTests: XCTestCase {
     func testMessageNotBuiltWhenLevelDisabled() {
         let capture = LogCapture()
         let logger = capture.logger(logLevel: .info)
-        let builds = Mutex(0)
+        let builds = Locked(0)
 
         logger.debug({ builds.withLock { $0 += 1 }; return "expensive" }(),
                      metadata: { builds.withLock { $0 += 1 }; return [:] }())
@@ -44,7 +43,7 @@ final class LoggerTests: XCTestCase {
     }
 
     func testDisabledLoggerBuildsNothing() {
-        let builds = Mutex(0)
+        let builds = Locked(0)
 
         for level in Logger.Level.allCases {
             Logger.disabled.log(level: level, { builds.withLock { $0 += 1 }; return "dropped" }())

@@ -63,11 +63,11 @@ final class AMQPConnection: Sendable {
     let configuration: ConnectionConfiguration
     let name: String
     let logger: Logger
-    let inbox = Mutex(Inbox())
+    let inbox = Locked(Inbox())
     let wakeup: Wakeup
     private let nextConsumerID = Atomic<UInt64>(1)
     /// Topology items declared on this connection, so each is declared once, not per publish.
-    let declaredTopology = Mutex<Set<TopologyItem>>([])
+    let declaredTopology = Locked<Set<TopologyItem>>([])
 
     /// Creates a connection object; nothing is sent until ``start()``.
     init(configuration: ConnectionConfiguration, name: String, logger: Logger) {
@@ -223,10 +223,10 @@ final class AMQPConnection: Sendable {
 
 /// Resumes a continuation at most once, whichever of two paths gets there first.
 final class ResumeOnce<T: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<T, Never>?>
+    private let continuation: Locked<CheckedContinuation<T, Never>?>
 
     init(_ continuation: CheckedContinuation<T, Never>) {
-        self.continuation = Mutex(continuation)
+        self.continuation = Locked(continuation)
     }
 
     func resume(_ value: T) {

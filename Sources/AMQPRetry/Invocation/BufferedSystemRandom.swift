@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Random numbers from the kernel's CSPRNG, fetched 256 bytes per `getrandom` call.
 ///
@@ -11,7 +10,7 @@ struct BufferedSystemRandom: RandomNumberGenerator {
         var next = 32
     }
 
-    private static let pool = Mutex(Pool())
+    private static let pool = Locked(Pool())
 
     mutating func next() -> UInt64 {
         Self.pool.withLock { pool in

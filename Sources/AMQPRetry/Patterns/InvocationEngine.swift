@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// The calling side of invoke/retry on one connection: publishes background invocations and
 /// makes blocking calls through RabbitMQ's direct reply-to.
@@ -16,7 +15,7 @@ final class InvocationEngine: Sendable {
 
     let connection: AMQPConnection
     let logger: Logger
-    private let pendingCalls = Mutex<[CallKey: PendingCall]>([:])
+    private let pendingCalls = Locked<[CallKey: PendingCall]>([:])
 
     private init(connection: AMQPConnection, logger: Logger) {
         self.connection = connection

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Hosts services: consumes their queues, calls their handlers, and carries out the retry
 /// decisions through the broker.
@@ -71,7 +70,7 @@ public final class Worker: Sendable {
 
     let configuration: Configuration
     let logger: Logger
-    let state = Mutex(State())
+    let state = Locked(State())
     let handlerSlots: AsyncSemaphore
 
     /// Creates a worker; nothing connects until ``run()``.
@@ -267,10 +266,10 @@ final class AsyncSemaphore: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(permits: Int) {
-        state = Mutex(State(permits: permits))
+        state = Locked(State(permits: permits))
     }
 
     func acquire() async {

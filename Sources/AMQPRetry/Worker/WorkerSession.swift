@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// One run of a worker: its consumer connection, its consumers, and the processing of each
 /// delivery from decode to acknowledgement.
@@ -15,7 +14,7 @@ final class WorkerSession: Sendable {
         var stopped = false
     }
 
-    private let consumers = Mutex(Consumers())
+    private let consumers = Locked(Consumers())
     /// How long a delivery whose replacement could not be published waits before it goes back
     /// to its queue, so that a lasting fault does not turn into a tight redelivery loop.
     static let requeueDelay: Duration = .seconds(1)

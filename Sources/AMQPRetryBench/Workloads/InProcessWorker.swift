@@ -1,5 +1,4 @@
 import AMQPRetry
-import Synchronization
 
 /// A ``Worker`` hosting benchmark services in this process, for W1 to W3.
 final class InProcessWorker: Sendable {
@@ -10,8 +9,8 @@ final class InProcessWorker: Sendable {
     }
 
     private let worker: Worker
-    private let phase = Mutex(Phase.starting)
-    private let runTask = Mutex<Task<Void, Never>?>(nil)
+    private let phase = Locked(Phase.starting)
+    private let runTask = Locked<Task<Void, Never>?>(nil)
 
     private init(worker: Worker) {
         self.worker = worker
@@ -75,7 +74,7 @@ final class CallbackCounter: Sendable {
     }
 
     let expected: Int
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(expected: Int) {
         self.expected = expected
@@ -99,12 +98,12 @@ final class CallbackCounter: Sendable {
 
 /// The handler-call times of attempts 1 to 3 of each invocation, for retry lateness.
 final class HandlerCallTimes: Sendable {
-    private let times: Mutex<[UInt64]>
+    private let times: Locked<[UInt64]>
     private let count: Int
 
     init(count: Int) {
         self.count = count
-        times = Mutex([UInt64](repeating: 0, count: count * 3))
+        times = Locked([UInt64](repeating: 0, count: count * 3))
     }
 
     func record(index: Int?, attempt: Int) {
