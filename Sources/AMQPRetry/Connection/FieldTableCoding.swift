@@ -4,7 +4,12 @@ import Foundation
 extension String {
     /// Decodes librabbitmq bytes as UTF-8, repairing invalid sequences.
     init(amqpBytes bytes: amqp_bytes_t) {
-        self = String(decoding: [UInt8](amqpBytes: bytes), as: UTF8.self)
+        guard bytes.len > 0, let pointer = bytes.bytes else {
+            self = ""
+            return
+        }
+        self = String(decoding: UnsafeBufferPointer(start: pointer.assumingMemoryBound(to: UInt8.self),
+                                                    count: bytes.len), as: UTF8.self)
     }
 }
 
@@ -24,9 +29,10 @@ extension Array where Element == UInt8 {
 ///
 /// librabbitmq reads tables and properties through raw pointers during a call such as
 /// `amqp_basic_publish`, so the arena must outlive that call. Buffers are carved out of large
-/// blocks, so that a publish with a dozen headers costs no `malloc` once the arena is warm.
+/// blocks, so that an arena reused for every publish, as each connection's is, calls `malloc`
+/// only while its first messages grow it.
 final class CArena {
-    /// The bytes of the first block; later blocks double in size.
+    /// The size in bytes of the first block. Each later block is twice as large as the last.
     static let initialBlockSize = 4096
     /// Every buffer starts at a multiple of this, the alignment of `amqp_table_entry_t`.
     private static let alignment = 16
@@ -73,8 +79,8 @@ final class CArena {
         return UnsafePointer(pointer.assumingMemoryBound(to: CChar.self))
     }
 
-    /// Builds a librabbitmq table from a field table; entries are sorted by the UTF-8 bytes of
-    /// their names, so that equal tables always encode alike.
+    /// Builds a librabbitmq table from a field table, with the entries sorted by the UTF-8 bytes
+    /// of their names so that equal tables always encode alike.
     func table(_ table: FieldTable) -> amqp_table_t {
         guard !table.isEmpty else {
             return amqp_table_t(num_entries: 0, entries: nil)
