@@ -374,7 +374,7 @@ extension ConnectionLoop {
     private static func withMessageID(_ message: OutgoingMessage) -> OutgoingMessage {
         guard message.properties.messageID == nil else { return message }
         var copy = message
-        copy.properties.messageID = UUID().uuidString
+        copy.properties.messageID = MessageID.random()
         return copy
     }
 
@@ -403,7 +403,9 @@ extension ConnectionLoop {
             descriptors.append(pollfd(fd: handle.socketDescriptor, events: Int16(POLLIN), revents: 0))
         }
         _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMilliseconds())
-        connection.wakeup.drain()
+        if descriptors[0].revents != 0 {
+            connection.wakeup.drain()
+        }
     }
 
     /// Waits at most 200 ms, so that heartbeats, deadlines and reconnects are checked often.
