@@ -20,6 +20,9 @@ final class ConnectionHandle {
     private(set) var isOpen = false
     /// The C memory of each publish's properties, reset after every publish and reused.
     private let publishArena = CArena()
+    /// Events of other channels that arrived while a message's content was read, returned by
+    /// the next calls of `nextEvent()` before any new frame.
+    var deferredEvents: [InboundEvent] = []
     /// The sequence number the next publish gets once the channel is in confirm mode.
     private(set) var nextPublishSequence: UInt64 = 1
 
@@ -57,7 +60,7 @@ final class ConnectionHandle {
 
     /// Whether frames wait in librabbitmq's buffers, so that `poll` must be skipped.
     var hasBufferedFrames: Bool {
-        amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0
+        !deferredEvents.isEmpty || amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0
     }
 
     private func openSocket(_ configuration: ConnectionConfiguration) throws(AMQPError) {
