@@ -98,6 +98,9 @@ final class ConnectionLoop: @unchecked Sendable {
         }
         waitForInput()
         readEvents()
+        // The confirms just read made acks due. Sending them before the next turn's commands
+        // shortens the time in which a crash would make the broker redeliver those deliveries.
+        sendDueAcks()
         return true
     }
 
@@ -563,7 +566,7 @@ extension ConnectionLoop {
         group.request.completion(.success(()))
     }
 
-    /// Sends the acks that became due since the last turn, combining runs of tags, then
+    /// Sends the acks that became due since the last call, combining runs of tags, then
     /// completes the publish requests that waited for them.
     private func sendDueAcks() {
         guard acknowledgements.hasDueAcks, let handle else { return }
