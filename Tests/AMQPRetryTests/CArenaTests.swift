@@ -45,4 +45,17 @@ final class CArenaTests: XCTestCase {
         XCTAssertEqual([UInt8](amqpBytes: array), [0, 255, 7])
         XCTAssertEqual(empty.len, 0)
     }
+
+    func testDecoderReadsKnownAndOtherNames() {
+        let source: FieldTable = [
+            WireHeader.mode: .text("async"),
+            "amqpretry-mods": .text("same length as amqpretry-mode"),
+            WireHeader.intervalMilliseconds: .int64(100),
+            "x": .bool(true),
+            "ämqpretry-mode": .int8(1),
+        ]
+        let arena = CArena()
+
+        XCTAssertEqual(FieldTableDecoder.table(arena.table(source)), source)
+    }
 }

@@ -240,9 +240,36 @@ enum FieldTableDecoder {
         }
         for index in 0..<Int(table.num_entries) {
             let entry = entries[index]
-            result[String(amqpBytes: entry.key)] = value(entry.value, depth: depth + 1)
+            result[knownName(entry.key) ?? String(amqpBytes: entry.key)] = value(entry.value, depth: depth + 1)
         }
         return result
+    }
+
+    /// AMQPRetry's header names, grouped by their length in bytes, so that decoding a header
+    /// with one of these names shares the constant instead of allocating a new string.
+    private static let knownNames: [[(bytes: [UInt8], name: String)]] = {
+        let names = [
+            WireHeader.version, WireHeader.mode, WireHeader.target, WireHeader.attempt, WireHeader.repeats,
+            WireHeader.intervalMilliseconds, WireHeader.callback, WireHeader.source, WireHeader.origCID,
+            WireHeader.context, WireHeader.requestTimestamp, WireHeader.lastError, WireHeader.status,
+            WireHeader.error, WireHeader.parkedReason, WireHeader.parkedQueue, WireHeader.parkedAt,
+            WireHeader.redeliveries,
+        ]
+        var groups = [[(bytes: [UInt8], name: String)]](repeating: [], count: 1 + names.map(\.utf8.count).max()!)
+        for name in names {
+            groups[name.utf8.count].append((Array(name.utf8), name))
+        }
+        return groups
+    }()
+
+    /// Returns the constant for a name in ``knownNames``, or `nil` for any other name.
+    private static func knownName(_ bytes: amqp_bytes_t) -> String? {
+        guard bytes.len < knownNames.count, let pointer = bytes.bytes else { return nil }
+        for candidate in knownNames[bytes.len]
+        where candidate.bytes.withUnsafeBytes({ memcmp($0.baseAddress!, pointer, bytes.len) == 0 }) {
+            return candidate.name
+        }
+        return nil
     }
 
     private static func array(_ array: amqp_array_t, depth: Int) -> [FieldValue] {
