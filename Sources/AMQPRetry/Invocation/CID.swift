@@ -23,13 +23,17 @@ public struct CID: Sendable, Hashable, CustomStringConvertible, Codable {
     public init(validating text: String) throws {
         let utf8 = text.utf8
         let isValid = utf8.count == Self.length
-            && utf8.first == UInt8(ascii: "K")
-            && utf8.dropFirst().allSatisfy(Self.isDigit)
+            && (utf8.withContiguousStorageIfAvailable(Self.hasFormat) ?? Self.hasFormat(utf8))
         guard isValid else {
             throw InvalidValueError(value: text, expected: Self.formatDescription)
         }
 
         rawValue = text
+    }
+
+    /// Returns whether bytes start with `K` and continue with Crockford base32 digits only.
+    private static func hasFormat(_ bytes: some Collection<UInt8>) -> Bool {
+        bytes.first == UInt8(ascii: "K") && bytes.dropFirst().allSatisfy(isDigit)
     }
 
     /// Returns whether a byte is one of the Crockford base32 digits of ``alphabet``.
