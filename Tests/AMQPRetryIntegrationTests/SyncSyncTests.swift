@@ -84,4 +84,29 @@ final class SyncSyncTests: IntegrationTestCase {
         XCTAssertEqual(response.text, "reply of call 2", "a late reply of the timed-out call was taken as the response")
         await assertCalledExactly(2, recorder, service: target, settle: .seconds(1))
     }
+
+    func testShortTimeoutAfterLongOneExpires() async throws {
+        let target = try await makeService("slower")
+        try await startWorker([target: { _ in
+            try await Task.sleep(for: .seconds(3))
+            return Payload(text: "late")
+        }])
+        let client = try await connectClient()
+        let long = Task { try await client.invokeRetry.invoke(target, repeats: 1, seconds: 0.1, timeout: .seconds(20)) }
+        try await Task.sleep(for: .milliseconds(200))
+
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            _ = try await client.invokeRetry.invoke(target, repeats: 1, seconds: 0.1, timeout: .milliseconds(500))
+            XCTFail("a call whose handler takes 3 s returned within a 500 ms timeout")
+        } catch InvokeRetryError.retriesExhausted(_, _, _, let lastFailure) {
+            XCTAssertTrue(lastFailure.contains("no reply within"), lastFailure)
+        }
+        let elapsed = clock.now - start
+
+        XCTAssertLessThan(elapsed, .milliseconds(2500), "the short timeout waited for the longer call's deadline")
+        let response = try await long.value
+        XCTAssertEqual(response.text, "late")
+    }
 }

@@ -108,4 +108,10 @@ final class CIDTests: XCTestCase {
 
         XCTAssertEqual("\(cid)", "K07MKN0TY2FRMCGHQA1HZR2JMBEM")
     }
+
+    func testIsDigitMatchesAlphabet() {
+        for byte in UInt8.min...UInt8.max {
+            XCTAssertEqual(CID.isDigit(byte), CID.alphabet.contains(byte), "byte \(byte)")
+        }
+    }
 }

@@ -154,4 +154,16 @@ final class CallbackBodyTests: XCTestCase {
             XCTAssertTrue(error is JSONParseError)
         }
     }
+
+    func testEncodedMatchesSortedSerialization() throws {
+        let bodies = [
+            CallbackBody.make(invocation: try invocation(), outcome: .failure("boom \"quoted\"\n"), attempts: 4),
+            CallbackBody.make(invocation: try invocation(), outcome: .success(Payload(text: "hi ✓")), attempts: 1),
+        ]
+
+        for body in bodies {
+            let reserialized = try JSONValue(parsing: body.encoded()).serialized()
+            XCTAssertEqual(String(decoding: body.encoded(), as: UTF8.self), reserialized)
+        }
+    }
 }

@@ -11,6 +11,9 @@ final class ServiceNameTests: XCTestCase {
             String(repeating: "x", count: 200),
             String(repeating: "é", count: 100), // 200 bytes
             "amq-like.but.not.reserved",
+            "no\u{A0}break.space",
+            "latin\u{C2}.letter",
+            "\u{7E}tilde",
         ]
 
         for name in valid {
@@ -26,6 +29,9 @@ final class ServiceNameTests: XCTestCase {
             ("bad\nname", "must not contain control characters"),
             ("nul\u{0}", "must not contain control characters"),
             ("del\u{7F}", "must not contain control characters"),
+            ("next line\u{85}", "must not contain control characters"),
+            ("\u{9F}application", "must not contain control characters"),
+            ("é\u{80}", "must not contain control characters"),
             ("amq.gen-123", "must not start with 'amq.', which RabbitMQ reserves"),
         ]
 

@@ -94,4 +94,15 @@ final class WireTimestampTests: XCTestCase {
             XCTAssertNil(WireTimestamp.parse(text), text)
         }
     }
+
+    func testFormatPadsYearsAndFractions() {
+        let beforeYear1000 = Date(timeIntervalSince1970: -30_610_310_400)
+        let afterYear9999 = Date(timeIntervalSince1970: 253_402_300_800.25)
+
+        XCTAssertEqual(WireTimestamp.format(beforeYear1000), "0999-12-31T00:00:00.000000+00:00")
+        XCTAssertEqual(WireTimestamp.format(afterYear9999, fractionDigits: 2, utcDesignator: "Z"),
+                       "10000-01-01T00:00:00.25Z")
+        XCTAssertEqual(WireTimestamp.format(Date(timeIntervalSince1970: 5), fractionDigits: 0, utcDesignator: "Z"),
+                       "1970-01-01T00:00:05Z")
+    }
 }

@@ -108,6 +108,14 @@ final class AMQPConnection: Sendable {
         try result.get()
     }
 
+    /// Publishes messages without waiting: `completion` runs on the I/O thread once every
+    /// message is confirmed, or with the error that ``publish(_:thenAcknowledge:)`` would throw.
+    func publish(_ messages: [OutgoingMessage], completion: @escaping Completion) {
+        let deadline = MonotonicClock.deadline(after: configuration.operationTimeout)
+        enqueue(.publish(PublishRequest(messages: messages, acknowledging: nil, deadline: deadline,
+                                        completion: completion)))
+    }
+
     /// Acknowledges a delivery with `basic.ack`; a no-op for a delivery of an earlier connection.
     func ack(_ delivery: DeliveryReference) {
         enqueue(.ack(delivery))
@@ -268,9 +276,11 @@ final class Wakeup: Sendable {
         _ = write(writeDescriptor, &byte, 1)
     }
 
-    /// Clears pending wake-ups.
+    /// Clears pending wake-ups. A read that returns fewer bytes than the buffer's size emptied
+    /// the pipe, so the usual single wake-up costs one `read`.
     func drain() {
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while read(descriptor, &buffer, buffer.count) > 0 {}
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256) { buffer in
+            while read(descriptor, buffer.baseAddress, buffer.count) == buffer.count {}
+        }
     }
 }

@@ -29,6 +29,9 @@ extension ConnectionHandle {
     /// heartbeat from inside this call when one is due, and reports a missed broker heartbeat
     /// as a lost connection.
     func nextEvent() throws(AMQPError) -> InboundEvent? {
+        if !deferredEvents.isEmpty {
+            return deferredEvents.removeFirst()
+        }
         // One microsecond, not zero: librabbitmq only checks the broker's heartbeat deadline
         // when the wait has a real deadline.
         var timeout = timeval(tv_sec: 0, tv_usec: 1)
@@ -103,15 +106,77 @@ extension ConnectionHandle {
     }
 
     /// Reads the content header and body frames that follow a `basic.deliver` or `basic.return`.
+    ///
+    /// The properties and body are copied straight from the frames. `amqp_read_message` would
+    /// first copy them, headers table included, into a message pool of its own.
     private func readContent(operation: String) throws(AMQPError) -> (MessageProperties, [UInt8]) {
-        var message = amqp_message_t()
-        let reply = amqp_read_message(state, Self.channel, &message, 0)
-        if let error = AMQPError.rpcReply(reply, operation: operation) {
-            abandon()
-            throw error
+        var frame = try waitForContentFrame(operation: operation)
+        guard frame.frame_type == UInt8(AMQP_FRAME_HEADER) else {
+            throw unexpectedContentFrame(frame, operation: operation)
         }
-        defer { amqp_destroy_message(&message) }
-        return (MessageProperties(message.properties), [UInt8](amqpBytes: message.body))
+        let properties = MessageProperties(
+            frame.payload.properties.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+        guard let bodySize = Int(exactly: frame.payload.properties.body_size) else {
+            abandon()
+            throw AMQPError(.libraryError, operation: operation,
+                            replyText: "the content header announces a body of \(frame.payload.properties.body_size) bytes, "
+                                + "more than this process can address")
+        }
+
+        var body = [UInt8]()
+        body.reserveCapacity(bodySize)
+        while body.count < bodySize {
+            frame = try waitForContentFrame(operation: operation)
+            guard frame.frame_type == UInt8(AMQP_FRAME_BODY) else {
+                throw unexpectedContentFrame(frame, operation: operation)
+            }
+            let fragment = frame.payload.body_fragment
+            guard fragment.len <= bodySize - body.count else {
+                abandon()
+                throw AMQPError.status(AMQP_STATUS_BAD_AMQP_DATA.rawValue, operation: operation)
+            }
+            if fragment.len > 0, let bytes = fragment.bytes {
+                body.append(contentsOf: UnsafeRawBufferPointer(start: bytes, count: fragment.len))
+            }
+        }
+        return (properties, body)
+    }
+
+    /// Waits for the next frame of ``channel``. A method on another channel, such as
+    /// `connection.blocked`, is turned into an event that ``nextEvent()`` returns later.
+    private func waitForContentFrame(operation: String) throws(AMQPError) -> amqp_frame_t {
+        var frame = amqp_frame_t()
+        while true {
+            let status = amqp_simple_wait_frame(state, &frame)
+            guard status == AMQP_STATUS_OK.rawValue else {
+                abandon()
+                throw AMQPError.status(status, operation: operation)
+            }
+            if frame.channel == Self.channel {
+                return frame
+            }
+            guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else {
+                abandon()
+                throw AMQPError.status(AMQP_STATUS_UNEXPECTED_STATE.rawValue, operation: operation)
+            }
+            // NOTE: no test reaches this branch, because RabbitMQ writes all frames of a command
+            // in one socket write, so other channels' frames never fall between them.
+            if let event = try event(for: frame.payload.method, channel: frame.channel) {
+                deferredEvents.append(event)
+            }
+        }
+    }
+
+    /// Returns the error for a frame of ``channel`` that is not the expected content frame, as
+    /// `amqp_read_message` reports it: the broker's exception for a `channel.close` or
+    /// `connection.close`, and an unexpected state otherwise. The connection is unusable after it.
+    private func unexpectedContentFrame(_ frame: amqp_frame_t, operation: String) -> AMQPError {
+        abandon()
+        if frame.frame_type == UInt8(AMQP_FRAME_METHOD),
+           frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD || frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD {
+            return AMQPError.serverException(frame.payload.method, operation: operation)
+        }
+        return AMQPError.status(AMQP_STATUS_UNEXPECTED_STATE.rawValue, operation: operation)
     }
 
     /// Frees the memory of frames that were already decoded and copied.

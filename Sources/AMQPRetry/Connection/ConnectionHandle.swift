@@ -18,6 +18,11 @@ final class ConnectionHandle {
 
     let state: amqp_connection_state_t
     private(set) var isOpen = false
+    /// The C memory of each publish's properties, reset after every publish and reused.
+    private let publishArena = CArena()
+    /// Events of other channels that arrived while a message's content was read, returned by
+    /// the next calls of `nextEvent()` before any new frame.
+    var deferredEvents: [InboundEvent] = []
     /// The sequence number the next publish gets once the channel is in confirm mode.
     private(set) var nextPublishSequence: UInt64 = 1
 
@@ -55,7 +60,7 @@ final class ConnectionHandle {
 
     /// Whether frames wait in librabbitmq's buffers, so that `poll` must be skipped.
     var hasBufferedFrames: Bool {
-        amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0
+        !deferredEvents.isEmpty || amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0
     }
 
     private func openSocket(_ configuration: ConnectionConfiguration) throws(AMQPError) {
@@ -183,12 +188,17 @@ final class ConnectionHandle {
 extension ConnectionHandle {
     /// Publishes a message and returns the publish sequence number its confirm will carry.
     func publish(_ message: OutgoingMessage) throws(AMQPError) -> UInt64 {
-        let arena = CArena()
-        var properties = message.properties.cProperties(in: arena)
-        let status = amqp_basic_publish(
-            state, Self.channel, arena.bytes(message.exchange), arena.bytes(message.routingKey),
-            message.mandatory ? 1 : 0, 0, &properties, arena.bytes(message.body)
-        )
+        defer { publishArena.reset() }
+        var properties = message.properties.cProperties(in: publishArena)
+        let exchange = publishArena.bytes(message.exchange)
+        let routingKey = publishArena.bytes(message.routingKey)
+        // librabbitmq only reads the body during the call, so it needs no copy.
+        let status = message.body.withUnsafeBytes { body in
+            amqp_basic_publish(
+                state, Self.channel, exchange, routingKey, message.mandatory ? 1 : 0, 0, &properties,
+                amqp_bytes_t(len: body.count, bytes: body.count > 0 ? UnsafeMutableRawPointer(mutating: body.baseAddress) : nil)
+            )
+        }
         guard status == AMQP_STATUS_OK.rawValue else {
             throw AMQPError.status(status, operation: "basic.publish")
         }

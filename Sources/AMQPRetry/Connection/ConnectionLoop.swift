@@ -33,6 +33,12 @@ final class ConnectionLoop: @unchecked Sendable {
     private var lowestUnconfirmed: UInt64 = 1
     private var sequenceByMessageID: [String: UInt64] = [:]
     private var nextDeadlineScan: UInt64 = 0
+    /// The deliveries of the current connection that wait for an ack, so that acks due in the
+    /// same turn go out as one `basic.ack` with `multiple` set where AMQP allows it.
+    private var acknowledgements = AcknowledgementQueue()
+    /// The completions of publish requests whose messages are confirmed and whose delivery's ack
+    /// is due. Each runs once that ack is written.
+    private var completionsAwaitingAck: [AMQPConnection.Completion] = []
 
     private var addressIndex = 0
     /// The `host:port` of the broker of the current or last connection, for log metadata.
@@ -89,11 +95,15 @@ final class ConnectionLoop: @unchecked Sendable {
             resubscribeDueConsumers()
         }
         expireDeadlines()
+        sendDueAcks()
         if closing && groups.isEmpty && (backlog.isEmpty || handle == nil) {
             return false
         }
         waitForInput()
         readEvents()
+        // The confirms just read made acks due. Sending them before the next turn's commands
+        // shortens the time in which a crash would make the broker redeliver those deliveries.
+        sendDueAcks()
         return true
     }
 
@@ -152,6 +162,7 @@ extension ConnectionLoop {
         groupBySequence.removeAll()
         sequenceByMessageID.removeAll()
         lowestUnconfirmed = 1
+        acknowledgements.removeAll()
         do {
             try restore(newHandle)
         } catch {
@@ -263,11 +274,12 @@ extension ConnectionLoop {
         case .publish(let request):
             try publish(request, on: handle)
         case .ack(let delivery):
-            if delivery.generation == generation {
+            if delivery.generation == generation, !acknowledgements.ackDue(delivery.deliveryTag) {
                 try handle.ack(deliveryTag: delivery.deliveryTag)
             }
         case .reject(let delivery, let requeue):
             if delivery.generation == generation {
+                acknowledgements.rejected(delivery.deliveryTag)
                 try handle.reject(deliveryTag: delivery.deliveryTag, requeue: requeue)
             }
         case .perform(_, _, let body, let failure):
@@ -370,7 +382,7 @@ extension ConnectionLoop {
     private static func withMessageID(_ message: OutgoingMessage) -> OutgoingMessage {
         guard message.properties.messageID == nil else { return message }
         var copy = message
-        copy.properties.messageID = UUID().uuidString
+        copy.properties.messageID = MessageID.random()
         return copy
     }
 
@@ -399,7 +411,9 @@ extension ConnectionLoop {
             descriptors.append(pollfd(fd: handle.socketDescriptor, events: Int16(POLLIN), revents: 0))
         }
         _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMilliseconds())
-        connection.wakeup.drain()
+        if descriptors[0].revents != 0 {
+            connection.wakeup.drain()
+        }
     }
 
     /// Waits at most 200 ms, so that heartbeats, deadlines and reconnects are checked often.
@@ -464,6 +478,9 @@ extension ConnectionLoop {
             // No consumer of this connection has the tag: give the message back to its queue.
             try? handle?.reject(deliveryTag: delivery.deliveryTag, requeue: true)
             return
+        }
+        if !consumer.noAck {
+            acknowledgements.delivered(delivery.deliveryTag)
         }
         consumer.onDelivery(delivery, reference)
     }
@@ -544,14 +561,45 @@ extension ConnectionLoop {
                 group.request.completion(.failure(AMQPError(.connectionLost, operation: "basic.ack")))
                 return
             }
-            do {
-                try handle.ack(deliveryTag: delivery.deliveryTag)
-            } catch {
-                group.request.completion(.failure(error))
-                throw error
+            guard acknowledgements.ackDue(delivery.deliveryTag) else {
+                do {
+                    try handle.ack(deliveryTag: delivery.deliveryTag)
+                } catch {
+                    group.request.completion(.failure(error))
+                    throw error
+                }
+                group.request.completion(.success(()))
+                return
             }
+            completionsAwaitingAck.append(group.request.completion)
+            return
         }
         group.request.completion(.success(()))
+    }
+
+    /// Sends the acks that became due since the last call, combining runs of tags, then
+    /// completes the publish requests that waited for them.
+    private func sendDueAcks() {
+        guard acknowledgements.hasDueAcks, let handle else { return }
+        let acks = acknowledgements.takeAcks()
+        let completions = completionsAwaitingAck
+        completionsAwaitingAck.removeAll(keepingCapacity: true)
+        do {
+            try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
+                for ack in acks {
+                    try handle.ack(deliveryTag: ack.deliveryTag, multiple: ack.multiple)
+                }
+            }
+        } catch {
+            for completion in completions {
+                completion(.failure(error))
+            }
+            drop(error)
+            return
+        }
+        for completion in completions {
+            completion(.success(()))
+        }
     }
 
     private func failAllGroups(with error: AMQPError) {
@@ -561,6 +609,13 @@ extension ConnectionLoop {
         sequenceByMessageID.removeAll()
         for group in pending.values {
             group.request.completion(.failure(error))
+        }
+        // Their acks can no longer be sent, so the broker redelivers those deliveries.
+        acknowledgements.removeAll()
+        let awaitingAck = completionsAwaitingAck
+        completionsAwaitingAck.removeAll()
+        for completion in awaitingAck {
+            completion(.failure(error))
         }
     }
 

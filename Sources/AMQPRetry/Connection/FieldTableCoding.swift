@@ -4,7 +4,12 @@ import Foundation
 extension String {
     /// Decodes librabbitmq bytes as UTF-8, repairing invalid sequences.
     init(amqpBytes bytes: amqp_bytes_t) {
-        self = String(decoding: [UInt8](amqpBytes: bytes), as: UTF8.self)
+        guard bytes.len > 0, let pointer = bytes.bytes else {
+            self = ""
+            return
+        }
+        self = String(decoding: UnsafeBufferPointer(start: pointer.assumingMemoryBound(to: UInt8.self),
+                                                    count: bytes.len), as: UTF8.self)
     }
 }
 
@@ -19,32 +24,51 @@ extension Array where Element == UInt8 {
     }
 }
 
-/// C memory for one librabbitmq call: every buffer made here lives until the arena is released.
+/// C memory for librabbitmq calls: every buffer made here lives until the arena is reset or
+/// released.
 ///
 /// librabbitmq reads tables and properties through raw pointers during a call such as
-/// `amqp_basic_publish`, so the arena must outlive that call and nothing longer.
+/// `amqp_basic_publish`, so the arena must outlive that call. Buffers are carved out of large
+/// blocks, so that an arena reused for every publish, as each connection's is, calls `malloc`
+/// only while its first messages grow it.
 final class CArena {
-    private var allocations: [UnsafeMutableRawPointer] = []
+    /// The size in bytes of the first block. Each later block is twice as large as the last.
+    static let initialBlockSize = 4096
+    /// Every buffer starts at a multiple of this, the alignment of `amqp_table_entry_t`.
+    private static let alignment = 16
+
+    private var blocks: [(pointer: UnsafeMutableRawPointer, capacity: Int)] = []
+    private var used = 0
 
     deinit {
-        for pointer in allocations {
-            free(pointer)
+        for block in blocks {
+            free(block.pointer)
         }
+    }
+
+    /// Makes every buffer of the arena free for reuse, keeping only its largest block.
+    ///
+    /// Pointers handed out before become invalid.
+    func reset() {
+        guard let largest = blocks.last else { return }
+        for block in blocks.dropLast() {
+            free(block.pointer)
+        }
+        blocks = [largest]
+        used = 0
     }
 
     /// Copies bytes into C memory.
     func bytes(_ value: [UInt8]) -> amqp_bytes_t {
-        guard !value.isEmpty else {
-            return amqp_bytes_t(len: 0, bytes: nil)
-        }
-        let pointer = allocate(value.count)
-        value.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: value.count) }
-        return amqp_bytes_t(len: value.count, bytes: pointer)
+        value.withUnsafeBytes(copy)
     }
 
     /// Copies a string into C memory as UTF-8, without a terminating NUL.
     func bytes(_ value: String) -> amqp_bytes_t {
-        bytes(Array(value.utf8))
+        if let copied = value.utf8.withContiguousStorageIfAvailable({ copy(UnsafeRawBufferPointer($0)) }) {
+            return copied
+        }
+        return bytes(Array(value.utf8))
     }
 
     /// Copies a string into C memory with a terminating NUL, for calls that take `const char *`.
@@ -55,17 +79,48 @@ final class CArena {
         return UnsafePointer(pointer.assumingMemoryBound(to: CChar.self))
     }
 
-    /// Builds a librabbitmq table from a field table; entries are sorted by name.
+    /// Builds a librabbitmq table from a field table, with the entries sorted by the UTF-8 bytes
+    /// of their names so that equal tables always encode alike.
     func table(_ table: FieldTable) -> amqp_table_t {
         guard !table.isEmpty else {
             return amqp_table_t(num_entries: 0, entries: nil)
         }
         let entries = allocate(MemoryLayout<amqp_table_entry_t>.stride * table.count)
             .bindMemory(to: amqp_table_entry_t.self, capacity: table.count)
-        for (index, key) in table.keys.sorted().enumerated() {
-            entries[index] = amqp_table_entry_t(key: bytes(key), value: fieldValue(table[key]!))
+        var count = 0
+        for (key, value) in table {
+            entries[count] = amqp_table_entry_t(key: bytes(key), value: fieldValue(value))
+            count += 1
         }
-        return amqp_table_t(num_entries: Int32(table.count), entries: entries)
+        Self.sortByKey(UnsafeMutableBufferPointer(start: entries, count: count))
+        return amqp_table_t(num_entries: Int32(count), entries: entries)
+    }
+
+    /// Sorts table entries by name with an insertion sort, which suits the dozen headers of a
+    /// message and compares the names already copied into C memory.
+    private static func sortByKey(_ entries: UnsafeMutableBufferPointer<amqp_table_entry_t>) {
+        guard entries.count > 1 else { return }
+        for index in 1..<entries.count {
+            let entry = entries[index]
+            var position = index
+            while position > 0, compare(entry.key, entries[position - 1].key) < 0 {
+                entries[position] = entries[position - 1]
+                position -= 1
+            }
+            entries[position] = entry
+        }
+    }
+
+    /// Compares two byte strings as `memcmp` does, a shorter prefix first.
+    private static func compare(_ left: amqp_bytes_t, _ right: amqp_bytes_t) -> Int {
+        let common = min(left.len, right.len)
+        if common > 0, let leftBytes = left.bytes, let rightBytes = right.bytes {
+            let order = memcmp(leftBytes, rightBytes, common)
+            if order != 0 {
+                return Int(order)
+            }
+        }
+        return left.len < right.len ? -1 : (left.len > right.len ? 1 : 0)
     }
 
     private func array(_ values: [FieldValue]) -> amqp_array_t {
@@ -144,11 +199,29 @@ final class CArena {
         UInt8(kind.rawValue)
     }
 
-    private func allocate(_ count: Int) -> UnsafeMutableRawPointer {
-        guard let pointer = malloc(Swift.max(count, 1)) else {
-            fatalError("out of memory allocating \(count) bytes for an AMQP frame")
+    private func copy(_ source: UnsafeRawBufferPointer) -> amqp_bytes_t {
+        guard let base = source.baseAddress, source.count > 0 else {
+            return amqp_bytes_t(len: 0, bytes: nil)
         }
-        allocations.append(pointer)
+        let pointer = allocate(source.count)
+        pointer.copyMemory(from: base, byteCount: source.count)
+        return amqp_bytes_t(len: source.count, bytes: pointer)
+    }
+
+    /// Returns `count` bytes aligned to ``alignment`` from the current block, or from a new
+    /// block twice the size of the last one (or larger, when `count` needs it).
+    private func allocate(_ count: Int) -> UnsafeMutableRawPointer {
+        let size = (Swift.max(count, 1) + Self.alignment - 1) & ~(Self.alignment - 1)
+        if let block = blocks.last, block.capacity - used >= size {
+            defer { used += size }
+            return block.pointer + used
+        }
+        let capacity = Swift.max(size, (blocks.last?.capacity ?? Self.initialBlockSize / 2) * 2)
+        guard let pointer = malloc(capacity) else {
+            fatalError("out of memory allocating \(capacity) bytes for an AMQP frame")
+        }
+        blocks.append((pointer, capacity))
+        used = size
         return pointer
     }
 }
@@ -167,9 +240,36 @@ enum FieldTableDecoder {
         }
         for index in 0..<Int(table.num_entries) {
             let entry = entries[index]
-            result[String(amqpBytes: entry.key)] = value(entry.value, depth: depth + 1)
+            result[knownName(entry.key) ?? String(amqpBytes: entry.key)] = value(entry.value, depth: depth + 1)
         }
         return result
+    }
+
+    /// AMQPRetry's header names, grouped by their length in bytes, so that decoding a header
+    /// with one of these names shares the constant instead of allocating a new string.
+    private static let knownNames: [[(bytes: [UInt8], name: String)]] = {
+        let names = [
+            WireHeader.version, WireHeader.mode, WireHeader.target, WireHeader.attempt, WireHeader.repeats,
+            WireHeader.intervalMilliseconds, WireHeader.callback, WireHeader.source, WireHeader.origCID,
+            WireHeader.context, WireHeader.requestTimestamp, WireHeader.lastError, WireHeader.status,
+            WireHeader.error, WireHeader.parkedReason, WireHeader.parkedQueue, WireHeader.parkedAt,
+            WireHeader.redeliveries,
+        ]
+        var groups = [[(bytes: [UInt8], name: String)]](repeating: [], count: 1 + names.map(\.utf8.count).max()!)
+        for name in names {
+            groups[name.utf8.count].append((Array(name.utf8), name))
+        }
+        return groups
+    }()
+
+    /// Returns the constant for a name in ``knownNames``, or `nil` for any other name.
+    private static func knownName(_ bytes: amqp_bytes_t) -> String? {
+        guard bytes.len < knownNames.count, let pointer = bytes.bytes else { return nil }
+        for candidate in knownNames[bytes.len]
+        where candidate.bytes.withUnsafeBytes({ memcmp($0.baseAddress!, pointer, bytes.len) == 0 }) {
+            return candidate.name
+        }
+        return nil
     }
 
     private static func array(_ array: amqp_array_t, depth: Int) -> [FieldValue] {

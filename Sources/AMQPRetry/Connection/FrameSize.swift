@@ -13,14 +13,18 @@ enum FrameSize {
     static func validate(_ message: OutgoingMessage, frameMax: Int) throws(AMQPError) {
         try checkShortString(message.exchange, name: "exchange")
         try checkShortString(message.routingKey, name: "routing key")
-        for (name, value) in shortStringProperties(message.properties) {
-            try checkShortString(value, name: name)
-        }
-        for key in allKeys(message.properties.headers) where key.utf8.count > maximumShortString {
-            throw invalid("a header name is \(key.utf8.count) bytes long; AMQP allows at most \(maximumShortString)")
-        }
+        let properties = message.properties
+        try checkShortString(properties.contentType, name: "content_type")
+        try checkShortString(properties.contentEncoding, name: "content_encoding")
+        try checkShortString(properties.correlationID, name: "correlation_id")
+        try checkShortString(properties.replyTo, name: "reply_to")
+        try checkShortString(properties.expiration, name: "expiration")
+        try checkShortString(properties.messageID, name: "message_id")
+        try checkShortString(properties.type, name: "type")
+        try checkShortString(properties.appID, name: "app_id")
+        try checkHeaderNames(properties.headers)
 
-        let headerSize = contentHeaderSize(message.properties)
+        let headerSize = contentHeaderSize(properties)
         let limit = frameMax - frameOverhead
         if frameMax > 0 && headerSize > limit {
             throw invalid("the properties and headers encode to \(headerSize) bytes, more than the \(limit) bytes "
@@ -32,9 +36,10 @@ enum FrameSize {
     /// and fields.
     static func contentHeaderSize(_ properties: MessageProperties) -> Int {
         var size = 2 + 2 + 8 + 2
-        for (_, value) in shortStringProperties(properties) {
-            size += 1 + value.utf8.count
-        }
+        size += shortStringSize(properties.contentType) + shortStringSize(properties.contentEncoding)
+        size += shortStringSize(properties.correlationID) + shortStringSize(properties.replyTo)
+        size += shortStringSize(properties.expiration) + shortStringSize(properties.messageID)
+        size += shortStringSize(properties.type) + shortStringSize(properties.appID)
         if !properties.headers.isEmpty {
             size += tableSize(properties.headers)
         }
@@ -69,29 +74,26 @@ enum FrameSize {
         }
     }
 
-    private static func shortStringProperties(_ properties: MessageProperties) -> [(String, String)] {
-        let fields: [(String, String?)] = [
-            ("content_type", properties.contentType), ("content_encoding", properties.contentEncoding),
-            ("correlation_id", properties.correlationID), ("reply_to", properties.replyTo),
-            ("expiration", properties.expiration), ("message_id", properties.messageID),
-            ("type", properties.type), ("app_id", properties.appID),
-        ]
-        return fields.compactMap { name, value in value.map { (name, $0) } }
+    /// Returns the encoded size of an optional short-string property: 0 when it is absent.
+    private static func shortStringSize(_ value: String?) -> Int {
+        value.map { 1 + $0.utf8.count } ?? 0
     }
 
-    private static func allKeys(_ table: FieldTable) -> [String] {
-        table.flatMap { key, value -> [String] in
-            if case .table(let nested) = value {
-                return [key] + allKeys(nested)
+    /// Throws when a header name, at any depth of nested tables, is longer than a short string.
+    private static func checkHeaderNames(_ table: FieldTable) throws(AMQPError) {
+        for (key, value) in table {
+            if key.utf8.count > maximumShortString {
+                throw invalid("a header name is \(key.utf8.count) bytes long; AMQP allows at most \(maximumShortString)")
             }
-            return [key]
+            if case .table(let nested) = value {
+                try checkHeaderNames(nested)
+            }
         }
     }
 
-    private static func checkShortString(_ value: String, name: String) throws(AMQPError) {
-        guard value.utf8.count <= maximumShortString else {
-            throw invalid("the \(name) is \(value.utf8.count) bytes long; AMQP allows at most \(maximumShortString)")
-        }
+    private static func checkShortString(_ value: String?, name: String) throws(AMQPError) {
+        guard let value, value.utf8.count > maximumShortString else { return }
+        throw invalid("the \(name) is \(value.utf8.count) bytes long; AMQP allows at most \(maximumShortString)")
     }
 
     private static func invalid(_ reason: String) -> AMQPError {

@@ -36,12 +36,31 @@ enum MessageID {
     /// `/dev/urandom` open, read and close that Foundation's `UUID()` makes on Linux.
     static func random() -> String {
         var generator = BufferedSystemRandom()
-        let words = (generator.next(), generator.next())
-        var bytes = withUnsafeBytes(of: words) { Array($0) }
-        bytes[6] = (bytes[6] & 0x0F) | 0x40
-        bytes[8] = (bytes[8] & 0x3F) | 0x80
-        let uuid = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                               bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
-        return uuid.uuidString.lowercased()
+        var words = (generator.next(), generator.next())
+        return withUnsafeMutableBytes(of: &words) { bytes in
+            bytes[6] = (bytes[6] & 0x0F) | 0x40
+            bytes[8] = (bytes[8] & 0x3F) | 0x80
+            return format(UnsafeRawBufferPointer(bytes))
+        }
     }
+
+    /// Writes 16 bytes as a UUID in lower case: 8, 4, 4, 4 and 12 hexadecimal digits.
+    static func format(_ bytes: UnsafeRawBufferPointer) -> String {
+        precondition(bytes.count == 16, "a UUID has 16 bytes")
+        return String(unsafeUninitializedCapacity: 36) { text in
+            var position = 0
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    text[position] = UInt8(ascii: "-")
+                    position += 1
+                }
+                text[position] = hexDigits[Int(byte >> 4)]
+                text[position + 1] = hexDigits[Int(byte & 0x0F)]
+                position += 2
+            }
+            return position
+        }
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 }

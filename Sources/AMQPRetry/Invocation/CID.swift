@@ -21,15 +21,31 @@ public struct CID: Sendable, Hashable, CustomStringConvertible, Codable {
     ///   digits (`0`–`9` and `A`–`Z` without `I`, `L`, `O` and `U`).
     /// - Throws: ``InvalidValueError`` naming the text when it has another form.
     public init(validating text: String) throws {
-        let bytes = Array(text.utf8)
-        let isValid = bytes.count == Self.length
-            && bytes.first == UInt8(ascii: "K")
-            && bytes.dropFirst().allSatisfy { Self.alphabet.contains($0) }
+        let utf8 = text.utf8
+        let isValid = utf8.count == Self.length
+            && (utf8.withContiguousStorageIfAvailable(Self.hasFormat) ?? Self.hasFormat(utf8))
         guard isValid else {
             throw InvalidValueError(value: text, expected: Self.formatDescription)
         }
 
         rawValue = text
+    }
+
+    /// Returns whether bytes start with `K` and continue with Crockford base32 digits only.
+    private static func hasFormat(_ bytes: some Collection<UInt8>) -> Bool {
+        bytes.first == UInt8(ascii: "K") && bytes.dropFirst().allSatisfy(isDigit)
+    }
+
+    /// Returns whether a byte is one of the Crockford base32 digits of ``alphabet``.
+    static func isDigit(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "H"),
+             UInt8(ascii: "J"), UInt8(ascii: "K"), UInt8(ascii: "M"), UInt8(ascii: "N"),
+             UInt8(ascii: "P")...UInt8(ascii: "T"), UInt8(ascii: "V")...UInt8(ascii: "Z"):
+            return true
+        default:
+            return false
+        }
     }
 
     /// Makes a new random CID with the system's secure random number generator.

@@ -149,7 +149,19 @@ extension CallbackBody {
 extension CallbackBody {
     /// Encodes the body as compact JSON with sorted keys and `null` for absent values.
     public func encoded() -> [UInt8] {
-        jsonValue.utf8Serialized()
+        var output: [UInt8] = []
+        output.reserveCapacity(512 + (response?.utf8.count ?? 0) + (error?.utf8.count ?? 0))
+        output.append(UInt8(ascii: "{"))
+        for (index, member) in sortedMembers.enumerated() {
+            if index > 0 {
+                output.append(UInt8(ascii: ","))
+            }
+            JSONValue.writeString(member.key.rawValue, to: &output)
+            output.append(UInt8(ascii: ":"))
+            member.value.write(to: &output)
+        }
+        output.append(UInt8(ascii: "}"))
+        return output
     }
 
     /// Decodes a body from JSON. Absent optional keys and `null` both decode as `nil`.
@@ -172,23 +184,28 @@ extension CallbackBody {
 
     /// The body as a JSON object with every key; absent optional values are `null`.
     private var jsonValue: JSONValue {
-        let members: [CodingKeys: JSONValue] = [
-            .ok: .bool(ok),
-            .source: .string(source),
-            .target: .string(target),
-            .retryRepeats: .number(Double(retryRepeats)),
-            .retrySeconds: .number(retrySeconds),
-            .callCID: .string(callCID),
-            .origCID: .string(origCID),
-            .requestTimestamp: .string(requestTimestamp),
-            .responseTimestamp: .string(responseTimestamp),
-            .context: context ?? .null,
-            .response: response.map(JSONValue.string) ?? .null,
-            .responseEncoding: responseEncoding.map(JSONValue.string) ?? .null,
-            .responseContentType: responseContentType.map(JSONValue.string) ?? .null,
-            .attempts: .number(Double(attempts)),
-            .error: error.map(JSONValue.string) ?? .null,
+        .object(Dictionary(uniqueKeysWithValues: sortedMembers.map { ($0.key.rawValue, $0.value) }))
+    }
+
+    /// Every member of the JSON object, in the order of their keys' UTF-8 bytes, so that
+    /// ``encoded()`` writes them as `JSONValue` writes an object without sorting them.
+    private var sortedMembers: [(key: CodingKeys, value: JSONValue)] {
+        [
+            (.attempts, .number(Double(attempts))),
+            (.callCID, .string(callCID)),
+            (.context, context ?? .null),
+            (.error, error.map(JSONValue.string) ?? .null),
+            (.ok, .bool(ok)),
+            (.origCID, .string(origCID)),
+            (.requestTimestamp, .string(requestTimestamp)),
+            (.responseTimestamp, .string(responseTimestamp)),
+            (.response, response.map(JSONValue.string) ?? .null),
+            (.responseContentType, responseContentType.map(JSONValue.string) ?? .null),
+            (.responseEncoding, responseEncoding.map(JSONValue.string) ?? .null),
+            (.retryRepeats, .number(Double(retryRepeats))),
+            (.retrySeconds, .number(retrySeconds)),
+            (.source, .string(source)),
+            (.target, .string(target)),
         ]
-        return .object(Dictionary(uniqueKeysWithValues: members.map { ($0.key.rawValue, $0.value) }))
     }
 }

@@ -90,6 +90,8 @@ private struct HeaderReader {
     /// librabbitmq's frames are decoded only to a fixed depth (deeper levels become `void`), so
     /// a message nested that deep could not be republished unchanged.
     func checkNesting() throws(ParkReason) {
+        // Sorting only when some header is too deep names the same header on every delivery.
+        guard headers.values.contains(where: { Self.depth(of: $0) > Self.maximumNesting }) else { return }
         for (name, value) in headers.sorted(by: { $0.key < $1.key }) where Self.depth(of: value) > Self.maximumNesting {
             let detail = "header \(DisplayText.quoted(name)) nests tables or arrays more than "
                 + "\(Self.maximumNesting) levels deep"
@@ -102,8 +104,8 @@ private struct HeaderReader {
 
     private static func depth(of value: FieldValue) -> Int {
         switch value {
-        case .table(let table): return 1 + (table.values.map(depth(of:)).max() ?? 0)
-        case .array(let values): return 1 + (values.map(depth(of:)).max() ?? 0)
+        case .table(let table): return 1 + table.values.reduce(0) { max($0, depth(of: $1)) }
+        case .array(let values): return 1 + values.reduce(0) { max($0, depth(of: $1)) }
         default: return 0
         }
     }

@@ -65,7 +65,8 @@ public enum JSONValue: Sendable, Hashable {
 // MARK: - Writing
 
 extension JSONValue {
-    private func write(to output: inout [UInt8]) {
+    /// Appends the value as ``serialized()`` writes it.
+    func write(to output: inout [UInt8]) {
         switch self {
         case .null:
             output += "null".utf8
@@ -119,25 +120,48 @@ extension JSONValue {
     }
 
     /// Escapes on UTF-8 bytes: JSON escapes only ASCII characters, and no byte of a multi-byte
-    /// UTF-8 sequence is ASCII, so every other byte is copied unchanged.
-    private static func writeString(_ value: String, to output: inout [UInt8]) {
+    /// UTF-8 sequence is ASCII, so every other byte is copied unchanged, in runs.
+    static func writeString(_ value: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): output += #"\""#.utf8
-            case UInt8(ascii: "\\"): output += #"\\"#.utf8
-            case UInt8(ascii: "\n"): output += #"\n"#.utf8
-            case UInt8(ascii: "\r"): output += #"\r"#.utf8
-            case UInt8(ascii: "\t"): output += #"\t"#.utf8
-            case 0..<0x20:
-                output += #"\u00"#.utf8
-                output.append(hexDigits[Int(byte >> 4)])
-                output.append(hexDigits[Int(byte & 0xF)])
-            default:
-                output.append(byte)
+        let copiedInRuns: Void? = value.utf8.withContiguousStorageIfAvailable { bytes in
+            var runStart = 0
+            for (index, byte) in bytes.enumerated() where needsEscape(byte) {
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                writeEscape(byte, to: &output)
+                runStart = index + 1
+            }
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
+        }
+        if copiedInRuns == nil {
+            for byte in value.utf8 {
+                if needsEscape(byte) {
+                    writeEscape(byte, to: &output)
+                } else {
+                    output.append(byte)
+                }
             }
         }
         output.append(UInt8(ascii: "\""))
+    }
+
+    /// Returns whether JSON requires an escape sequence for this byte of a string.
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+    }
+
+    /// Appends the escape sequence of a byte that ``needsEscape(_:)`` selects.
+    private static func writeEscape(_ byte: UInt8, to output: inout [UInt8]) {
+        switch byte {
+        case UInt8(ascii: "\""): output += #"\""#.utf8
+        case UInt8(ascii: "\\"): output += #"\\"#.utf8
+        case UInt8(ascii: "\n"): output += #"\n"#.utf8
+        case UInt8(ascii: "\r"): output += #"\r"#.utf8
+        case UInt8(ascii: "\t"): output += #"\t"#.utf8
+        default:
+            output += #"\u00"#.utf8
+            output.append(hexDigits[Int(byte >> 4)])
+            output.append(hexDigits[Int(byte & 0xF)])
+        }
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)

@@ -31,14 +31,32 @@ public enum ServiceName {
         if name.utf8.count > maximumBytes {
             return "must be at most \(maximumBytes) bytes of UTF-8, but has \(name.utf8.count)"
         }
-        // General category Cc is exactly U+0000–U+001F and U+007F–U+009F, a set Unicode's
-        // stability policy fixes; a range test avoids a property lookup per scalar.
-        if name.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) {
+        if containsControlCharacter(name) {
             return "must not contain control characters"
         }
         if name.hasPrefix("amq.") {
             return "must not start with 'amq.', which RabbitMQ reserves"
         }
         return nil
+    }
+
+    /// Returns whether `name` contains a character of general category Cc.
+    ///
+    /// Cc is exactly U+0000–U+001F and U+007F–U+009F, a set Unicode's stability policy fixes. In
+    /// UTF-8 those are the bytes 0x00–0x1F and 0x7F, and the pairs 0xC2 0x80 to 0xC2 0x9F, so
+    /// the check scans bytes instead of decoding scalars.
+    static func containsControlCharacter(_ name: String) -> Bool {
+        let scanned = name.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            for (index, byte) in bytes.enumerated() {
+                if byte < 0x20 || byte == 0x7F {
+                    return true
+                }
+                if byte == 0xC2, index + 1 < bytes.count, (0x80...0x9F).contains(bytes[index + 1]) {
+                    return true
+                }
+            }
+            return false
+        }
+        return scanned ?? name.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }
     }
 }

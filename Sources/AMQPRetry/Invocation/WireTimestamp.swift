@@ -33,13 +33,25 @@ public enum WireTimestamp {
         let (days, secondOfDay) = floorDivide(seconds, by: 86_400)
         let (year, month, day) = civilDate(daysSince1970: days)
 
-        var text = signedZeroPadded(year, width: 4) + "-" + zeroPadded(month, width: 2) + "-"
-            + zeroPadded(day, width: 2) + "T" + zeroPadded(secondOfDay / 3600, width: 2) + ":"
-            + zeroPadded(secondOfDay / 60 % 60, width: 2) + ":" + zeroPadded(secondOfDay % 60, width: 2)
+        var text: [UInt8] = []
+        text.reserveCapacity(48)
+        appendSignedZeroPadded(year, width: 4, to: &text)
+        text.append(UInt8(ascii: "-"))
+        appendZeroPadded(month, width: 2, to: &text)
+        text.append(UInt8(ascii: "-"))
+        appendZeroPadded(day, width: 2, to: &text)
+        text.append(UInt8(ascii: "T"))
+        appendZeroPadded(secondOfDay / 3600, width: 2, to: &text)
+        text.append(UInt8(ascii: ":"))
+        appendZeroPadded(secondOfDay / 60 % 60, width: 2, to: &text)
+        text.append(UInt8(ascii: ":"))
+        appendZeroPadded(secondOfDay % 60, width: 2, to: &text)
         if fractionDigits > 0 {
-            text += "." + zeroPadded(fraction, width: fractionDigits)
+            text.append(UInt8(ascii: "."))
+            appendZeroPadded(fraction, width: fractionDigits, to: &text)
         }
-        return text + utcDesignator
+        text.append(contentsOf: utcDesignator.utf8)
+        return String(decoding: text, as: UTF8.self)
     }
 }
 
@@ -81,14 +93,33 @@ private func power(of base: Int64, _ exponent: Int) -> Int64 {
     (0..<exponent).reduce(1) { result, _ in result * base }
 }
 
-private func zeroPadded(_ value: Int64, width: Int) -> String {
-    let digits = String(value)
-    return String(repeating: "0", count: max(0, width - digits.count)) + digits
+/// Appends the decimal digits of a non-negative number, with leading zeros up to `width`.
+private func appendZeroPadded(_ value: Int64, width: Int, to text: inout [UInt8]) {
+    var digitCount = 1
+    var rest = value / 10
+    while rest > 0 {
+        digitCount += 1
+        rest /= 10
+    }
+    let start = text.count
+    text.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(digitCount, width)))
+    var remaining = value
+    var position = text.count - 1
+    while position >= start, remaining > 0 {
+        text[position] = UInt8(ascii: "0") + UInt8(remaining % 10)
+        remaining /= 10
+        position -= 1
+    }
 }
 
 /// Pads as printf's `%0*lld` does: a negative number keeps its sign first, within `width`.
-private func signedZeroPadded(_ value: Int64, width: Int) -> String {
-    value < 0 ? "-" + zeroPadded(-value, width: width - 1) : zeroPadded(value, width: width)
+private func appendSignedZeroPadded(_ value: Int64, width: Int, to text: inout [UInt8]) {
+    if value < 0 {
+        text.append(UInt8(ascii: "-"))
+        appendZeroPadded(-value, width: width - 1, to: &text)
+    } else {
+        appendZeroPadded(value, width: width, to: &text)
+    }
 }
 
 // MARK: - Parsing
@@ -123,9 +154,15 @@ private struct TimestampParser {
     }
 
     private static func daysIn(month: Int64, year: Int64) -> Int64 {
-        let isLeapYear = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-        let lengths: [Int64] = [31, isLeapYear ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-        return lengths[Int(month) - 1]
+        switch month {
+        case 2:
+            let isLeapYear = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+            return isLeapYear ? 29 : 28
+        case 4, 6, 9, 11:
+            return 30
+        default:
+            return 31
+        }
     }
 }
 
@@ -136,8 +173,8 @@ private struct DigitScanner {
 
     var isAtEnd: Bool { index == bytes.count }
 
-    mutating func skip(_ character: Character) -> Bool {
-        guard index < bytes.count, bytes[index] == character.asciiValue else {
+    mutating func skip(_ character: Unicode.Scalar) -> Bool {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: character) else {
             return false
         }
         index += 1

@@ -10,12 +10,22 @@ final class InvocationEngine: Sendable {
 
     private struct PendingCall {
         let continuation: CheckedContinuation<CallOutcome, Never>
+        /// The monotonic time in nanoseconds when the call fails for want of a reply.
+        let deadline: UInt64
+        let timeout: Duration
+    }
+
+    /// The waiting calls and the one timer task that fails them at their deadlines.
+    private struct Calls {
+        var pending: [CallKey: PendingCall] = [:]
+        /// The time the timer task sleeps until, `nil` when no timer task runs.
+        var timerDeadline: UInt64?
         var timer: Task<Void, Never>?
     }
 
     let connection: AMQPConnection
     let logger: Logger
-    private let pendingCalls = Locked<[CallKey: PendingCall]>([:])
+    private let calls = Locked(Calls())
 
     private init(connection: AMQPConnection, logger: Logger) {
         self.connection = connection
@@ -44,12 +54,16 @@ final class InvocationEngine: Sendable {
     /// Closes the connection; calls still waiting for a reply end with a failure.
     func close() async {
         await connection.close()
-        let pending = pendingCalls.withLock { calls in
-            defer { calls.removeAll() }
-            return calls.values
+        let pending = calls.withLock { calls in
+            defer {
+                calls.pending.removeAll()
+                calls.timer?.cancel()
+                calls.timer = nil
+                calls.timerDeadline = nil
+            }
+            return calls.pending.values
         }
         for call in pending {
-            call.timer?.cancel()
             call.continuation.resume(returning: .failure("the connection was closed before the reply came"))
         }
     }
@@ -88,21 +102,82 @@ final class InvocationEngine: Sendable {
         )
 
         return await withCheckedContinuation { continuation in
-            pendingCalls.withLock { $0[key] = PendingCall(continuation: continuation) }
-            let timer = Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                guard !Task.isCancelled else { return }
-                self?.resolve(key, with: .failure("no reply within \(timeout)"))
+            let deadline = MonotonicClock.deadline(after: timeout)
+            let call = PendingCall(continuation: continuation, deadline: deadline, timeout: timeout)
+            let needsTimer = calls.withLock { calls -> Bool in
+                calls.pending[key] = call
+                if let timerDeadline = calls.timerDeadline, timerDeadline <= deadline {
+                    return false
+                }
+                calls.timerDeadline = deadline
+                return true
             }
-            pendingCalls.withLock { $0[key]?.timer = timer }
-            Task { [connection] in
-                do throws(AMQPError) {
-                    try await connection.publish([message])
-                } catch {
-                    self.resolve(key, with: .failure(Self.publishFailure(error, target: invocation.target)))
+            if needsTimer {
+                startTimer(until: deadline)
+            }
+            // The request is enqueued from here, not from a task of its own, so that no thread
+            // hop comes before the publish. The completion runs on the I/O thread.
+            connection.publish([message]) { [weak self] result in
+                if case .failure(let error) = result {
+                    self?.resolve(key, with: .failure(Self.publishFailure(error, target: invocation.target)))
                 }
             }
         }
+    }
+
+    /// Starts the timer task that fails calls at their deadlines and cancels the one it
+    /// replaces, which slept until a later deadline.
+    ///
+    /// One task serves every call. It sleeps until the earliest deadline it knows of, fails the
+    /// calls that are due, and sleeps again until the next deadline, so calls with the same
+    /// timeout never start a task after the first.
+    private func startTimer(until deadline: UInt64) {
+        let task = Task { [weak self] in
+            var target = deadline
+            while !Task.isCancelled {
+                let now = MonotonicClock.now()
+                if target > now {
+                    try? await Task.sleep(for: .nanoseconds(Int64(clamping: target - now)))
+                }
+                guard let self, !Task.isCancelled, let next = self.expireCalls(timerDeadline: target) else { return }
+                target = next
+            }
+        }
+        let replaced = calls.withLock { calls -> Task<Void, Never>? in
+            guard calls.timerDeadline == deadline else { return task }
+            defer { calls.timer = task }
+            return calls.timer
+        }
+        replaced?.cancel()
+    }
+
+    /// Fails the calls whose deadline passed and returns the deadline the timer sleeps until
+    /// next, or `nil` when the timer task should end because no call waits or another task took
+    /// over.
+    private func expireCalls(timerDeadline: UInt64) -> UInt64? {
+        let now = MonotonicClock.now()
+        let (expired, next) = calls.withLock { calls -> ([PendingCall], UInt64?) in
+            guard calls.timerDeadline == timerDeadline else { return ([], nil) }
+            var expired: [PendingCall] = []
+            var next: UInt64?
+            for (key, call) in calls.pending {
+                if call.deadline <= now {
+                    expired.append(call)
+                    calls.pending[key] = nil
+                } else {
+                    next = min(next ?? call.deadline, call.deadline)
+                }
+            }
+            calls.timerDeadline = next
+            if next == nil {
+                calls.timer = nil
+            }
+            return (expired, next)
+        }
+        for call in expired {
+            call.continuation.resume(returning: .failure("no reply within \(call.timeout)"))
+        }
+        return next
     }
 
     private static func publishFailure(_ error: AMQPError, target: String) -> String {
@@ -113,8 +188,7 @@ final class InvocationEngine: Sendable {
     }
 
     private func resolve(_ key: CallKey, with outcome: CallOutcome) {
-        guard let call = pendingCalls.withLock({ $0.removeValue(forKey: key) }) else { return }
-        call.timer?.cancel()
+        guard let call = calls.withLock({ $0.pending.removeValue(forKey: key) }) else { return }
         call.continuation.resume(returning: outcome)
     }
 
