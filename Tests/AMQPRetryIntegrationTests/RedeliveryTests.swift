@@ -24,8 +24,9 @@ final class RedeliveryTests: IntegrationTestCase {
         tracker.markRedelivered(redelivered)
         let messages = invocations.map { invocation in
             var properties = invocation.messageProperties()
+            // At the default limit of 3, so that one more redelivery by the broker would park it.
             if redelivered.contains(invocation.cid.rawValue) {
-                properties.headers[WireHeader.redeliveries] = .int64(1)
+                properties.headers[WireHeader.redeliveries] = .int64(3)
             }
             return OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(service), mandatory: true,
                                    properties: properties, body: invocation.payload.bytes)
@@ -41,6 +42,42 @@ final class RedeliveryTests: IntegrationTestCase {
         XCTAssertGreaterThan(tracker.maximumRunning, 1, "no handlers ever ran at the same time")
         try? await Task.sleep(for: .milliseconds(300))
         XCTAssertEqual(tracker.finishedCount, invocations.count, "a handler ran more often than once per invocation")
+    }
+
+    func testRedeliveredHandlerInvokesOwnWorker() async throws {
+        let inner = try await makeService("inner")
+        let outer = try await makeService("outer")
+        let callback = try await makeService("callbacks")
+        let interval = try await makeRetryInterval()
+        let innerCalls = CallRecorder()
+        try await startWorker([
+            inner: { request in
+                innerCalls.record(request)
+                return Payload(text: "inner ok")
+            },
+            outer: { request in
+                try await request.patterns.invokeRetry.invoke(inner, .empty, repeats: 1, seconds: 0.5,
+                                                              timeout: .seconds(3))
+            },
+        ])
+        let callbacks = try await readQueue(of: callback)
+
+        let options = try RetryOptions(repeats: 1, intervalMilliseconds: Int64(interval * 1000))
+        let invocation = Invocation(mode: .async, target: outer, options: options, callback: callback,
+                                    payload: Payload(text: "outer"))
+        var properties = invocation.messageProperties()
+        properties.headers[WireHeader.redeliveries] = .int64(1)
+        try await broker.publish([OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(outer),
+                                                  mandatory: true, properties: properties,
+                                                  body: invocation.payload.bytes)])
+
+        let arrived = await eventually { !callbacks.messages(correlationID: invocation.cid.rawValue).isEmpty }
+        XCTAssertTrue(arrived, "the redelivered invocation got no callback within 10 s")
+        let body = callbacks.messages(correlationID: invocation.cid.rawValue).first
+            .flatMap { try? CallbackBody.decode($0.delivery.body) }
+        XCTAssertEqual(body?.ok, true, "the callback is not a success (error: \(body?.error ?? "none"))")
+        XCTAssertEqual(body?.attempts, 1, "the redelivered invocation needed more than one attempt")
+        XCTAssertEqual(innerCalls.count, 1, "the inner service ran other than once")
     }
 }
 

@@ -15,10 +15,10 @@ import Foundation
 /// closes the connections.
 ///
 /// An invocation that was redelivered carries its redelivery count in the header
-/// `amqpretry-redeliveries`, and such invocations run one at a time. For each run the worker
-/// cancels its consumers, sends the other redelivered invocations it holds back to the end of
-/// their queues, runs the handler, and then consumes again. Handlers of other invocations go on
-/// running meanwhile. So when a handler crashes the worker, the invocations delivered with it
+/// `amqpretry-redeliveries`, and such invocations run one at a time. One that arrives while
+/// another runs goes back through a delay queue for 200 ms instead of waiting in the worker, and
+/// a handler starts only after the others the worker received went back. Other invocations run
+/// as usual meanwhile. So when a handler crashes the worker, the invocations delivered with it
 /// are counted once, and the crashing one reaches ``Configuration/redeliveryLimit`` on its own.
 public final class Worker: Sendable {
     /// The settings of a worker.

@@ -8,16 +8,13 @@ final class WorkerSession: Sendable {
     let worker: Worker
     let connection: AMQPConnection
     let engine: InvocationEngine
-    private struct Consumers: ~Copyable {
-        var services: [String: ServiceHandler] = [:]
-        var ids: [UInt64] = []
-        var stopped = false
-    }
-
-    private let consumers = Locked(Consumers())
+    private let consumerIDs = Locked<[UInt64]>([])
     /// How long a delivery whose replacement could not be published waits before it goes back
     /// to its queue, so that a lasting fault does not turn into a tight redelivery loop.
     static let requeueDelay: Duration = .seconds(1)
+    /// How long a redelivered invocation that arrives while another one runs spends in a delay
+    /// queue before it comes back, in milliseconds.
+    static let postponeMilliseconds: Int64 = 200
 
     private var logger: Logger { worker.logger }
     private var queueType: QueueType { connection.configuration.queueType }
@@ -29,16 +26,10 @@ final class WorkerSession: Sendable {
     }
 
     /// Sets the prefetch and starts one consumer per service, all in one step.
-    func subscribe(_ services: [String: ServiceHandler]) async throws(AMQPError) {
-        consumers.withLock { $0.services = services }
+    func subscribe(_ services: [String: ServiceHandler]) async throws {
         try await connection.setPrefetch(UInt16(worker.configuration.concurrency))
         let ids = try await connection.addConsumers(makeConsumers(services))
-        let late = consumers.withLock { state -> [UInt64] in
-            state.ids.append(contentsOf: ids)
-            return state.stopped ? state.ids : []
-        }
-        // unsubscribe() ran while these consumers were starting.
-        await cancel(late)
+        consumerIDs.withLock { $0.append(contentsOf: ids) }
     }
 
     private func makeConsumers(_ services: [String: ServiceHandler]) -> [AMQPConnection.Consumer] {
@@ -59,18 +50,9 @@ final class WorkerSession: Sendable {
         }
     }
 
-    /// Cancels every consumer for good. Deliveries already received are still processed.
+    /// Cancels every consumer. Deliveries already received are still processed.
     func unsubscribe() async {
-        let ids = consumers.withLock { state -> [UInt64] in
-            state.stopped = true
-            return state.ids
-        }
-        await cancel(ids)
-    }
-
-    private func cancel(_ ids: [UInt64]) async {
-        consumers.withLock { state in state.ids.removeAll { ids.contains($0) } }
-        for id in ids {
+        for id in consumerIDs.withLock({ $0 }) {
             do {
                 try await connection.removeConsumer(id)
             } catch {
@@ -239,17 +221,18 @@ extension WorkerSession {
     /// Runs a redelivered invocation while the worker has no other redelivered one
     /// unacknowledged, so that a crash during its handler counts against it alone.
     ///
-    /// The worker cancels its consumers for the run, so that no other redelivered invocation
-    /// arrives, and sends the ones it already received back to the end of their queues
-    /// unchanged. Handlers of other invocations go on running.
+    /// A redelivered invocation that arrives while another one runs is postponed through a
+    /// delay queue instead of waiting in the worker. The handler starts only after the worker
+    /// postponed the others it received. Other invocations and their consumers go on meanwhile,
+    /// so the handler may invoke services of the same worker.
     private func processAlone(_ invocation: Invocation, _ delivery: Delivery, _ reference: DeliveryReference,
                               handler: ServiceHandler) async {
         guard worker.claimRedeliveredRun() else {
-            await requeueCopy(delivery, reference, properties: delivery.properties, service: invocation.target)
+            await postpone(delivery, reference, invocation: invocation)
             return
         }
+        defer { worker.releaseRedeliveredRun() }
 
-        await pauseConsuming()
         await worker.waitUntilOnlySuspect()
         logger.notice("running a redelivered invocation alone", metadata: metadata(invocation, [
             "amqpretry.redeliveries": String(delivery.properties.headers[WireHeader.redeliveries]?.integerValue ?? 0),
@@ -258,33 +241,33 @@ extension WorkerSession {
         let outcome = await call(handler, invocation)
         let action = RetryPolicy.decide(invocation: invocation, outcome: outcome)
         await carryOut(action, invocation: invocation, outcome: outcome, delivery: delivery, reference: reference)
-
-        // Released only once the new consumers are known, so that the next run's
-        // pauseConsuming() cancels them.
-        await resumeConsuming()
-        worker.releaseRedeliveredRun()
     }
 
-    /// Cancels the consumers until ``resumeConsuming()``. Deliveries sent before the cancel
-    /// still arrive and are processed.
-    private func pauseConsuming() async {
-        let ids = consumers.withLock { $0.ids }
-        await cancel(ids)
-    }
-
-    /// Starts the consumers again unless the worker is stopping, and tries again every second
-    /// while that fails.
-    private func resumeConsuming() async {
-        let services = consumers.withLock { $0.services }
-        while !consumers.withLock({ $0.stopped }) {
-            do {
-                try await subscribe(services)
-                return
-            } catch {
-                logger.error("consuming again after a redelivered invocation failed; retrying in 1 s",
-                             metadata: [LogKey.error: error.description])
-                try? await Task.sleep(for: .seconds(1))
-            }
+    /// Sends a redelivered invocation unchanged, except for RabbitMQ's dead-lettering headers,
+    /// through the delay queue of ``postponeMilliseconds`` back to its service queue, then
+    /// acknowledges it.
+    private func postpone(_ delivery: Delivery, _ reference: DeliveryReference, invocation: Invocation) async {
+        let milliseconds = Self.postponeMilliseconds
+        var properties = delivery.properties
+        properties.headers = properties.headers.filter { key, _ in !Self.isDeadLetteringHeader(key) }
+        if let expiration = Topology.retryExpiration(milliseconds: milliseconds, type: queueType) {
+            properties.expiration = String(expiration)
+        }
+        let copy = OutgoingMessage(exchange: TopologyNames.delayExchange(milliseconds: milliseconds),
+                                   routingKey: TopologyNames.serviceQueue(invocation.target), mandatory: true,
+                                   properties: properties, body: delivery.body)
+        logger.info("another redelivered invocation runs; postponing this one", metadata: metadata(invocation, [
+            "amqpretry.delay_ms": String(milliseconds),
+        ]))
+        let topology = Topology.delay(milliseconds: milliseconds, type: queueType)
+            + Topology.service(invocation.target, type: queueType)
+        do {
+            try await connection.publish([copy], declaring: topology, thenAcknowledge: reference)
+        } catch where error.code == .invalidMessage || error.code == .channelClosed {
+            await park(delivery, reference, service: invocation.target,
+                       reason: ParkReason(code: .undeliverable, detail: error.description))
+        } catch {
+            await requeueLater(reference, after: error, metadata: metadata(invocation))
         }
     }
 }
@@ -347,12 +330,14 @@ extension WorkerSession {
     /// Leaving `x-death` in place would make RabbitMQ count each retry as one more
     /// dead-lettering cycle of the same message.
     static func republishedHeaders(_ original: FieldTable, replacingWith own: FieldTable) -> FieldTable {
-        var headers = original.filter { key, _ in
-            key != "x-death" && !key.hasPrefix("x-first-death-") && !key.hasPrefix("x-last-death-")
-                && !key.hasPrefix("amqpretry-")
-        }
+        var headers = original.filter { key, _ in !isDeadLetteringHeader(key) && !key.hasPrefix("amqpretry-") }
         headers.merge(own) { _, new in new }
         return headers
+    }
+
+    /// Returns whether RabbitMQ adds the header `key` when it dead-letters a message.
+    static func isDeadLetteringHeader(_ key: String) -> Bool {
+        key == "x-death" || key.hasPrefix("x-first-death-") || key.hasPrefix("x-last-death-")
     }
 
     private func finish(_ invocation: Invocation, ok: Bool, outcome: CallOutcome, delivery: Delivery,
