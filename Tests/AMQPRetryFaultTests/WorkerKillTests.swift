@@ -91,8 +91,8 @@ final class WorkerKillTests: FaultTestCase {
     ///
     /// The worker runs with its default concurrency of 8, so the invocations behind the crashing
     /// one are delivered with it and die with the worker too. They are counted for that first
-    /// crash only, because a redelivered invocation runs while its worker holds no other
-    /// redelivered one, so none of them may be parked.
+    /// crash only, because a redelivered invocation runs only while its worker has no other
+    /// redelivered one unacknowledged, so none of them may be parked.
     func testCrashingHandlerIsParked() async throws {
         let callback = try await makeCallbackService()
         let interval = try await makeRetryInterval(300...399)

@@ -1,8 +1,9 @@
 @testable import AMQPRetry
 import XCTest
 
-/// A worker runs the invocations that carry a redelivery count one at a time, and never holds
-/// one while another runs, so that a crash during one handler cannot count against the others.
+/// A worker runs the invocations that carry a redelivery count one at a time, and keeps none of
+/// them unacknowledged while another runs, so that a crash during one handler cannot count
+/// against the others.
 final class RedeliveryTests: IntegrationTestCase {
     func testRedeliveredInvocationsRunOneAtATime() async throws {
         let service = try await makeService("redelivered")

@@ -128,9 +128,9 @@ final class InvocationEngine: Sendable {
     /// Starts the timer task that fails calls at their deadlines and cancels the one it
     /// replaces, which slept until a later deadline.
     ///
-    /// One task serves every call. It sleeps until the earliest deadline it knows of, fails the
-    /// calls that are due, and sleeps again until the next deadline, so calls with the same
-    /// timeout never start a task after the first.
+    /// One task serves every call. It sleeps until the earliest deadline of the waiting calls,
+    /// fails the calls that are due, and sleeps again until the next deadline, so calls with the
+    /// same timeout never start a task after the first.
     private func startTimer(until deadline: UInt64) {
         let task = Task { [weak self] in
             var target = deadline
