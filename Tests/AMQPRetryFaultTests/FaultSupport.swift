@@ -441,6 +441,8 @@ extension AMQPConnection {
     /// Deletes an exchange with `exchange.delete`, which AMQPRetry itself never sends.
     func deleteExchange(_ exchange: String) async throws {
         try await perform("exchange.delete") { (handle) throws(AMQPError) in
+            // Publishes and acks still buffered go out first, in their order.
+            try handle.writeFrames()
             let error = exchange.withCString { name -> AMQPError? in
                 amqp_exchange_delete(handle.state, ConnectionHandle.channel, amqp_cstring_bytes(name), 0)
                 return AMQPError.rpcReply(amqp_get_rpc_reply(handle.state), operation: "exchange.delete '\(exchange)'")

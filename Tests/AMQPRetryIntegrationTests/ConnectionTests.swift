@@ -76,4 +76,27 @@ final class ConnectionTests: IntegrationTestCase {
             response: "finished", responseContentType: "text/plain; charset=utf-8"
         ))
     }
+
+    func testIdleConnectionPublishesFromCaller() async throws {
+        let service = try await makeService("idle")
+        let queue = TopologyNames.serviceQueue(service)
+        let connection = try await IntegrationEnvironment.connect(try configuration, name: "amqpretry itest \(runID) idle")
+        let count = 20
+
+        // Each publish waits for the confirm of the one before, so the connection is idle when
+        // the next one starts, unless its I/O thread is still finishing the turn that read it.
+        for index in 0..<count {
+            let message = OutgoingMessage(exchange: "", routingKey: queue, properties: MessageProperties(deliveryMode: 2),
+                                          body: Array("message \(index)".utf8))
+            try await connection.publish([message])
+        }
+        let callerPublishes = connection.callerPublishCount
+        await connection.close()
+
+        XCTAssertGreaterThan(callerPublishes, 0, "no publish of \(count) went out from the caller's thread")
+        XCTAssertLessThanOrEqual(callerPublishes, count)
+        let ready = try await broker.readyMessageCount(queue)
+        XCTAssertEqual(ready, count, "the queue has \(ready) of the \(count) confirmed messages")
+        _ = try await broker.perform("queue.purge") { (handle) throws(AMQPError) in try handle.purgeQueue(queue) }
+    }
 }

@@ -147,4 +147,44 @@ final class LockedTests: XCTestCase {
 
         XCTAssertNil(weakProbe, "the guarded value outlived its lock")
     }
+
+    func testWithLockIfAvailableRunsWhenFree() {
+        let counter = Locked(1)
+
+        let result = counter.withLockIfAvailable { value -> Int in
+            value += 1
+            return value
+        }
+
+        XCTAssertEqual(result, 2)
+        XCTAssertEqual(counter.withLock { $0 }, 2)
+    }
+
+    func testWithLockIfAvailableSkipsWhenHeld() {
+        let counter = Locked(0)
+
+        let nested = counter.withLock { _ in
+            counter.withLockIfAvailable { value -> Int in
+                value += 1
+                return value
+            }
+        }
+        let entered = Locked(false)
+        let release = DispatchSemaphore(value: 0)
+        let holderStarted = DispatchSemaphore(value: 0)
+        Thread {
+            counter.withLock { _ in
+                holderStarted.signal()
+                _ = release.wait(timeout: .now() + 60)
+            }
+        }.start()
+        XCTAssertEqual(holderStarted.wait(timeout: .now() + threadTimeout), .success)
+        let fromOtherThread = counter.withLockIfAvailable { _ in entered.withLock { $0 = true } }
+        release.signal()
+
+        XCTAssertNil(nested)
+        XCTAssertNil(fromOtherThread)
+        XCTAssertFalse(entered.withLock { $0 })
+        XCTAssertEqual(counter.withLock { $0 }, 0)
+    }
 }

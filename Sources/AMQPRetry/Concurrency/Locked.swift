@@ -53,6 +53,23 @@ package final class Locked<Value: ~Copyable> {
         }
         return try body(&value)
     }
+
+    /// Runs `body` with exclusive access to the value if the mutex is free, and returns `nil`
+    /// without waiting when another thread, or the calling thread itself, holds it.
+    package func withLockIfAvailable<Result: ~Copyable, E: Error>(
+        _ body: (inout Value) throws(E) -> Result
+    ) throws(E) -> Result? {
+        let lockStatus = pthread_mutex_trylock(mutex)
+        guard lockStatus == 0 else {
+            precondition(lockStatus == EBUSY, "pthread_mutex_trylock failed with error \(lockStatus)")
+            return nil
+        }
+        defer {
+            let unlockStatus = pthread_mutex_unlock(mutex)
+            precondition(unlockStatus == 0, "pthread_mutex_unlock failed with error \(unlockStatus)")
+        }
+        return try body(&value)
+    }
 }
 
 // The compiler cannot see that `mutex` serializes every access to `value`, and `value` is

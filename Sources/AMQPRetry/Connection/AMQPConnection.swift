@@ -68,6 +68,9 @@ final class AMQPConnection: Sendable {
     private let nextConsumerID = Atomic<UInt64>(1)
     /// Topology items declared on this connection, so each is declared once, not per publish.
     let declaredTopology = Locked<Set<TopologyItem>>([])
+    /// The loop that publishes on an idle connection from the caller's thread, from ``start()``
+    /// until the I/O thread ends.
+    let idlePublisher = Locked<ConnectionLoop?>(nil)
 
     /// Creates a connection object; nothing is sent until ``start()``.
     init(configuration: ConnectionConfiguration, name: String, logger: Logger) {
@@ -85,6 +88,7 @@ final class AMQPConnection: Sendable {
         }
         let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
             let loop = ConnectionLoop(connection: self) { continuation.resume(returning: $0) }
+            idlePublisher.withLock { $0 = loop }
             let thread = Thread { loop.run() }
             thread.name = "amqpretry-io \(name)"
             thread.start()
@@ -210,7 +214,16 @@ final class AMQPConnection: Sendable {
         }
     }
 
+    /// The number of publishes written on callers' threads because the connection was idle.
+    var callerPublishCount: Int {
+        idlePublisher.withLock { $0 }?.callerPublishCount ?? 0
+    }
+
     private func enqueue(_ command: Command) {
+        if case .publish(let request) = command, let loop = idlePublisher.withLock({ $0 }),
+           loop.publishIfIdle(request) {
+            return
+        }
         let (accepted, wasEmpty) = inbox.withLock { inbox -> (Bool, Bool) in
             guard !inbox.closing else { return (false, false) }
             let wasEmpty = inbox.commands.isEmpty

@@ -25,6 +25,13 @@ final class ConnectionHandle {
     var deferredEvents: [InboundEvent] = []
     /// The sequence number the next publish gets once the channel is in confirm mode.
     private(set) var nextPublishSequence: UInt64 = 1
+    /// The publishes, acks and rejects waiting for ``writeFrames()`` on a plain TCP connection.
+    /// It is `nil` on a TLS connection, whose frames librabbitmq writes at once.
+    // NOTE: librabbitmq 0.11 exports no call that writes raw bytes through its TLS socket, so a
+    // TLS connection still makes one system call per frame.
+    private var outbound: OutboundFrames?
+    /// How long a write may wait for the broker to read, from `operationTimeout`.
+    private let writeTimeout: Duration
 
     /// Opens the socket, logs in, opens the channel and puts it in confirm mode.
     init(configuration: ConnectionConfiguration, connectionName: String) throws(AMQPError) {
@@ -32,11 +39,15 @@ final class ConnectionHandle {
             throw AMQPError(.libraryError, operation: "connect", replyText: "amqp_new_connection failed")
         }
         self.state = state
+        writeTimeout = configuration.operationTimeout
 
         try openSocket(configuration)
         try login(configuration, connectionName: connectionName)
         isOpen = true
         try openChannel()
+        if configuration.tls == nil {
+            outbound = OutboundFrames(frameMax: frameMax)
+        }
     }
 
     deinit {
@@ -56,6 +67,11 @@ final class ConnectionHandle {
     /// The heartbeat interval negotiated with the broker, in seconds; 0 when off.
     var heartbeatSeconds: Int {
         Int(amqp_get_heartbeat(state))
+    }
+
+    /// Whether publishes, acks or rejects wait for ``writeFrames()``.
+    var hasFramesToWrite: Bool {
+        !(outbound?.isEmpty ?? true)
     }
 
     /// Whether frames wait in librabbitmq's buffers, so that `poll` must be skipped.
@@ -187,17 +203,32 @@ final class ConnectionHandle {
 
 extension ConnectionHandle {
     /// Publishes a message and returns the publish sequence number its confirm will carry.
+    ///
+    /// On a plain TCP connection the frames wait for ``writeFrames()``.
     func publish(_ message: OutgoingMessage) throws(AMQPError) -> UInt64 {
         defer { publishArena.reset() }
         var properties = message.properties.cProperties(in: publishArena)
         let exchange = publishArena.bytes(message.exchange)
         let routingKey = publishArena.bytes(message.routingKey)
-        // librabbitmq only reads the body during the call, so it needs no copy.
-        let status = message.body.withUnsafeBytes { body in
-            amqp_basic_publish(
+        // Both paths only read the body during the call, so it needs no copy.
+        var encodingError: AMQPError?
+        let status = message.body.withUnsafeBytes { body -> Int32 in
+            if let outbound {
+                do throws(AMQPError) {
+                    try outbound.appendPublish(channel: Self.channel, exchange: exchange, routingKey: routingKey,
+                                               mandatory: message.mandatory, properties: &properties, body: body)
+                } catch {
+                    encodingError = error
+                }
+                return AMQP_STATUS_OK.rawValue
+            }
+            return amqp_basic_publish(
                 state, Self.channel, exchange, routingKey, message.mandatory ? 1 : 0, 0, &properties,
                 amqp_bytes_t(len: body.count, bytes: body.count > 0 ? UnsafeMutableRawPointer(mutating: body.baseAddress) : nil)
             )
+        }
+        if let encodingError {
+            throw encodingError
         }
         guard status == AMQP_STATUS_OK.rawValue else {
             throw AMQPError.status(status, operation: "basic.publish")
@@ -206,24 +237,51 @@ extension ConnectionHandle {
         return nextPublishSequence
     }
 
-    /// Acknowledges a delivery with `basic.ack`.
+    /// Acknowledges a delivery with `basic.ack`; on a plain TCP connection the frame waits for
+    /// ``writeFrames()``.
     func ack(deliveryTag: UInt64, multiple: Bool = false) throws(AMQPError) {
+        if let outbound {
+            var ack = amqp_basic_ack_t(delivery_tag: deliveryTag, multiple: multiple ? 1 : 0)
+            try outbound.appendMethod(AMQP_BASIC_ACK_METHOD, channel: Self.channel, decoded: &ack)
+            return
+        }
         let status = amqp_basic_ack(state, Self.channel, deliveryTag, multiple ? 1 : 0)
         guard status == AMQP_STATUS_OK.rawValue else {
             throw AMQPError.status(status, operation: "basic.ack")
         }
     }
 
-    /// Rejects a delivery with `basic.reject`, returning it to its queue when `requeue` is set.
+    /// Rejects a delivery with `basic.reject`, returning it to its queue when `requeue` is set;
+    /// on a plain TCP connection the frame waits for ``writeFrames()``.
     func reject(deliveryTag: UInt64, requeue: Bool) throws(AMQPError) {
+        if let outbound {
+            var reject = amqp_basic_reject_t(delivery_tag: deliveryTag, requeue: requeue ? 1 : 0)
+            try outbound.appendMethod(AMQP_BASIC_REJECT_METHOD, channel: Self.channel, decoded: &reject)
+            return
+        }
         let status = amqp_basic_reject(state, Self.channel, deliveryTag, requeue ? 1 : 0)
         guard status == AMQP_STATUS_OK.rawValue else {
             throw AMQPError.status(status, operation: "basic.reject")
         }
     }
 
+    /// Writes the frames that publishes, acks and rejects left waiting, in their order.
+    ///
+    /// Every operation that sends through librabbitmq calls this first, so frames of channel 1
+    /// never overtake each other. A failed write abandons the connection.
+    func writeFrames() throws(AMQPError) {
+        guard let outbound, !outbound.isEmpty else { return }
+        do {
+            try outbound.write(to: socketDescriptor, timeout: writeTimeout)
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
     /// Sets the channel's prefetch count with `basic.qos`.
     func setPrefetch(_ count: UInt16) throws(AMQPError) {
+        try writeFrames()
         amqp_basic_qos(state, Self.channel, 0, count, 0)
         try checkReply("basic.qos")
     }
@@ -231,6 +289,7 @@ extension ConnectionHandle {
     /// Declares a queue, an exchange or a binding; a queue declaration returns the queue's counts.
     @discardableResult
     func declare(_ item: TopologyItem) throws(AMQPError) -> QueueCounts? {
+        try writeFrames()
         let arena = CArena()
         switch item {
         case .queue(let queue):
@@ -254,6 +313,7 @@ extension ConnectionHandle {
 
     /// Deletes a queue with `queue.delete` and returns the number of messages it held.
     func deleteQueue(_ name: String) throws(AMQPError) -> Int {
+        try writeFrames()
         let arena = CArena()
         let ok = amqp_queue_delete(state, Self.topologyChannel, arena.bytes(name), 0, 0)
         try checkReply("queue.delete '\(name)'", channel: Self.topologyChannel)
@@ -262,6 +322,7 @@ extension ConnectionHandle {
 
     /// Purges a queue with `queue.purge` and returns the number of messages removed.
     func purgeQueue(_ name: String) throws(AMQPError) -> Int {
+        try writeFrames()
         let arena = CArena()
         let ok = amqp_queue_purge(state, Self.topologyChannel, arena.bytes(name))
         try checkReply("queue.purge '\(name)'", channel: Self.topologyChannel)
@@ -270,6 +331,7 @@ extension ConnectionHandle {
 
     /// Starts a consumer with `basic.consume` and returns the consumer tag the broker assigned.
     func consume(queue: String, noAck: Bool) throws(AMQPError) -> String {
+        try writeFrames()
         let arena = CArena()
         let ok = amqp_basic_consume(state, Self.channel, arena.bytes(queue), arena.bytes(""), 0,
                                     noAck ? 1 : 0, 0, amqp_table_t(num_entries: 0, entries: nil))
@@ -282,6 +344,7 @@ extension ConnectionHandle {
 
     /// Cancels a consumer with `basic.cancel`.
     func cancel(consumerTag: String) throws(AMQPError) {
+        try writeFrames()
         let arena = CArena()
         amqp_basic_cancel(state, Self.channel, arena.bytes(consumerTag))
         try checkReply("basic.cancel '\(consumerTag)'")
@@ -291,6 +354,7 @@ extension ConnectionHandle {
     /// is destroyed right after.
     func close() {
         guard isOpen else { return }
+        try? writeFrames()
         isOpen = false
         amqp_channel_close(state, Self.channel, Int32(AMQP_REPLY_SUCCESS))
         amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
@@ -302,11 +366,13 @@ extension ConnectionHandle {
     }
 
     func sendChannelCloseOK(channel: amqp_channel_t = ConnectionHandle.channel) {
+        try? writeFrames()
         var ok = amqp_channel_close_ok_t(dummy: 0)
         amqp_send_method(state, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok)
     }
 
     func sendConnectionCloseOK() {
+        try? writeFrames()
         var ok = amqp_connection_close_ok_t(dummy: 0)
         amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok)
         isOpen = false

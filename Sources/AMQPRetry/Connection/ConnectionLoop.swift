@@ -1,6 +1,10 @@
 import Foundation
 
-/// The state and loop of one connection's I/O thread; nothing here is touched by another thread.
+/// The state and loop of one connection's I/O thread.
+///
+/// The I/O thread holds `stateLock` for everything except its `poll`. While it waits for input,
+/// another thread may take the lock to publish on an idle connection with
+/// ``publishIfIdle(_:)``. Every other access to the state below happens on the I/O thread.
 final class ConnectionLoop: @unchecked Sendable {
     private struct PendingGroup {
         var remaining: Int
@@ -11,6 +15,9 @@ final class ConnectionLoop: @unchecked Sendable {
     }
 
     private let connection: AMQPConnection
+    /// The lock of the loop's state. It guards the number of publishes that callers' threads
+    /// wrote, for tests. A lock of an empty value would make ThreadSanitizer report false races.
+    private let stateLock = Locked(0)
     private var onStarted: ((Result<Void, AMQPError>) -> Void)?
     private let watchdog = Watchdog()
     private var logger: Logger { connection.logger }
@@ -39,6 +46,8 @@ final class ConnectionLoop: @unchecked Sendable {
     /// The completions of publish requests whose messages are confirmed and whose delivery's ack
     /// is due. Each runs once that ack is written.
     private var completionsAwaitingAck: [AMQPConnection.Completion] = []
+    /// The completions whose ack is encoded and waits in the handle's buffer for ``writeOutput()``.
+    private var completionsAwaitingWrite: [AMQPConnection.Completion] = []
 
     private var addressIndex = 0
     /// The `host:port` of the broker of the current or last connection, for log metadata.
@@ -57,12 +66,12 @@ final class ConnectionLoop: @unchecked Sendable {
 
     /// Runs until the connection is closed, or until the first connection attempt fails.
     func run() {
-        guard connectFirst() else {
-            finish()
+        guard stateLock.withLock({ _ in connectFirst() }) else {
+            stateLock.withLock { _ in finish() }
             return
         }
         while turn() {}
-        finish()
+        stateLock.withLock { _ in finish() }
     }
 
     /// Tries every broker address once; fails with the last error when none responds.
@@ -86,25 +95,71 @@ final class ConnectionLoop: @unchecked Sendable {
     /// Runs one turn of the loop: takes commands, runs them, reads frames, checks deadlines.
     /// Returns `false` when the loop should end.
     private func turn() -> Bool {
-        let closing = takeCommands()
-        if handle == nil {
-            reconnectIfDue()
+        let wait = stateLock.withLock { _ -> PollRequest? in
+            let closing = takeCommands()
+            if handle == nil {
+                reconnectIfDue()
+            }
+            if handle != nil {
+                runBacklog()
+                resubscribeDueConsumers()
+            }
+            expireDeadlines()
+            sendDueAcks()
+            writeOutput()
+            if closing && groups.isEmpty && (backlog.isEmpty || handle == nil) {
+                return nil
+            }
+            return pollRequest()
         }
-        if handle != nil {
-            runBacklog()
-            resubscribeDueConsumers()
+        guard let wait else { return false }
+
+        waitForInput(wait)
+        stateLock.withLock { _ in
+            readEvents()
+            // The confirms just read made acks due. They are written with the next turn's
+            // publishes, which follow without waiting for input.
+            sendDueAcks()
         }
-        expireDeadlines()
-        sendDueAcks()
-        if closing && groups.isEmpty && (backlog.isEmpty || handle == nil) {
-            return false
-        }
-        waitForInput()
-        readEvents()
-        // The confirms just read made acks due. Sending them before the next turn's commands
-        // shortens the time in which a crash would make the broker redeliver those deliveries.
-        sendDueAcks()
         return true
+    }
+
+    /// Publishes a request on the calling thread, when the connection is idle: connected, with
+    /// no command waiting and no publish waiting for its confirm. Returns `false` without
+    /// waiting when it is not, or when the I/O thread is busy, so that the caller enqueues the
+    /// request instead.
+    ///
+    /// A publish on an idle connection then costs no wake-up of the I/O thread, which matters
+    /// for a blocking call. Under load the I/O thread keeps publishing, so that it writes the
+    /// publishes of a whole turn with one system call.
+    func publishIfIdle(_ request: AMQPConnection.PublishRequest) -> Bool {
+        let outcome = stateLock.withLockIfAvailable { callerPublishes -> (published: Bool, dropped: Bool) in
+            guard let handle, groups.isEmpty, backlog.isEmpty, !handle.hasFramesToWrite,
+                  connection.inbox.withLock({ !$0.closing && $0.commands.isEmpty }) else {
+                return (false, false)
+            }
+            do throws(AMQPError) {
+                try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
+                    try publish(request, on: handle)
+                }
+            } catch {
+                drop(error)
+            }
+            writeOutput()
+            callerPublishes += 1
+            return (true, self.handle == nil)
+        }
+        guard let outcome else { return false }
+        if outcome.dropped {
+            // The I/O thread polls the dropped socket until it wakes and reconnects.
+            connection.wakeup.signal()
+        }
+        return outcome.published
+    }
+
+    /// The number of publishes that ``publishIfIdle(_:)`` wrote on callers' threads.
+    var callerPublishCount: Int {
+        stateLock.withLock { $0 }
     }
 
     private func takeCommands() -> Bool {
@@ -117,6 +172,7 @@ final class ConnectionLoop: @unchecked Sendable {
     }
 
     private func finish() {
+        connection.idlePublisher.withLock { $0 = nil }
         handle?.close()
         handle = nil
         watchdog.watch(socketDescriptor: -1)
@@ -402,15 +458,27 @@ extension ConnectionLoop {
 // MARK: - Inbound frames
 
 extension ConnectionLoop {
-    private func waitForInput() {
-        if let handle, handle.hasBufferedFrames {
-            return
-        }
+    /// The input the I/O thread waits for outside `stateLock`: its socket and the wake-up pipe.
+    private struct PollRequest {
+        /// The handle whose socket is polled, kept alive so that its descriptor stays open
+        /// even when another thread drops the connection meanwhile.
+        let handle: ConnectionHandle?
+        let skip: Bool
+        let timeoutMilliseconds: Int32
+    }
+
+    private func pollRequest() -> PollRequest {
+        PollRequest(handle: handle, skip: handle?.hasBufferedFrames ?? false,
+                    timeoutMilliseconds: pollTimeoutMilliseconds())
+    }
+
+    private func waitForInput(_ request: PollRequest) {
+        guard !request.skip else { return }
         var descriptors = [pollfd(fd: connection.wakeup.descriptor, events: Int16(POLLIN), revents: 0)]
-        if let handle {
+        if let handle = request.handle {
             descriptors.append(pollfd(fd: handle.socketDescriptor, events: Int16(POLLIN), revents: 0))
         }
-        _ = poll(&descriptors, nfds_t(descriptors.count), pollTimeoutMilliseconds())
+        _ = poll(&descriptors, nfds_t(descriptors.count), request.timeoutMilliseconds)
         if descriptors[0].revents != 0 {
             connection.wakeup.drain()
         }
@@ -568,7 +636,7 @@ extension ConnectionLoop {
                     group.request.completion(.failure(error))
                     throw error
                 }
-                group.request.completion(.success(()))
+                completionsAwaitingWrite.append(group.request.completion)
                 return
             }
             completionsAwaitingAck.append(group.request.completion)
@@ -577,18 +645,33 @@ extension ConnectionLoop {
         group.request.completion(.success(()))
     }
 
-    /// Sends the acks that became due since the last call, combining runs of tags, then
-    /// completes the publish requests that waited for them.
+    /// Encodes the acks that became due since the last call, combining runs of tags. The
+    /// publish requests that waited for them complete in ``writeOutput()``.
     private func sendDueAcks() {
         guard acknowledgements.hasDueAcks, let handle else { return }
         let acks = acknowledgements.takeAcks()
-        let completions = completionsAwaitingAck
+        completionsAwaitingWrite.append(contentsOf: completionsAwaitingAck)
         completionsAwaitingAck.removeAll(keepingCapacity: true)
         do {
             try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
                 for ack in acks {
                     try handle.ack(deliveryTag: ack.deliveryTag, multiple: ack.multiple)
                 }
+            }
+        } catch {
+            drop(error)
+        }
+    }
+
+    /// Writes the frames this turn encoded, then completes the publish requests whose acks
+    /// were among them.
+    private func writeOutput() {
+        guard let handle else { return }
+        let completions = completionsAwaitingWrite
+        completionsAwaitingWrite.removeAll(keepingCapacity: true)
+        do {
+            try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
+                try handle.writeFrames()
             }
         } catch {
             for completion in completions {
@@ -612,8 +695,9 @@ extension ConnectionLoop {
         }
         // Their acks can no longer be sent, so the broker redelivers those deliveries.
         acknowledgements.removeAll()
-        let awaitingAck = completionsAwaitingAck
+        let awaitingAck = completionsAwaitingAck + completionsAwaitingWrite
         completionsAwaitingAck.removeAll()
+        completionsAwaitingWrite.removeAll()
         for completion in awaitingAck {
             completion(.failure(error))
         }
