@@ -71,9 +71,13 @@ tsan: deps
 # Every workload through AMQPRetry's public API and through the librabbitmq
 # baseline in Benchmarks/baseline, printed and written to docs/benchmarks.md.
 # Both are built in release mode before the broker starts. BENCH_ROUNDS sets
-# the rounds of each workload; the whole run took 9.5 minutes on 2 cores with
-# 5 rounds, the release build included.
+# the rounds of each workload; one layout took 9.5 minutes on 2 cores with
+# 5 rounds, the release build included. BENCH_LAYOUTS lists the CPU layouts,
+# each run against a fresh node and written to a block of its own: shared
+# (broker and benchmark on every CPU) and separate-cores (the broker on the
+# first half of the CPUs, the benchmark on the rest; Benchmarks/separate-cores.sh).
 BENCH_ROUNDS ?= 5
+BENCH_LAYOUTS ?= shared separate-cores
 BENCH_DIR := .build/bench
 
 bench: deps
@@ -81,8 +85,16 @@ bench: deps
 	mkdir -p $(BENCH_DIR)
 	cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o $(BENCH_DIR)/amqp-retry-baseline \
 		Benchmarks/baseline/*.c -lrabbitmq -lpthread -lm
-	deploy/with-broker.sh .build/release/amqp-retry-bench --baseline $(BENCH_DIR)/amqp-retry-baseline \
-		--rounds $(BENCH_ROUNDS) --output docs/benchmarks.md --command "make bench BENCH_ROUNDS=$(BENCH_ROUNDS)"
+	for layout in $(BENCH_LAYOUTS); do \
+		case "$$layout" in \
+			shared) wrapper=(); block=results ;; \
+			separate-cores) wrapper=(Benchmarks/separate-cores.sh); block=results-separate-cores ;; \
+			*) echo "error: unknown layout '$$layout' in BENCH_LAYOUTS; use shared, separate-cores or both" >&2; exit 2 ;; \
+		esac; \
+		deploy/with-broker.sh "$${wrapper[@]}" .build/release/amqp-retry-bench \
+			--baseline $(BENCH_DIR)/amqp-retry-baseline --rounds $(BENCH_ROUNDS) --output docs/benchmarks.md \
+			--results-block "$$block" --command "make bench BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_LAYOUTS=$$layout"; \
+	done
 
 broker-start:
 	@if [[ -n "$${AMQP_URL:-}" ]]; then \

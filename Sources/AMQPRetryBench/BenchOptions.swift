@@ -30,6 +30,12 @@ struct BenchOptions: Sendable {
           --output <file>         A Markdown page whose results block is replaced, or appended when it
                                   has none. (default: print only)
           --command <text>        The command the page records. (default: this command line)
+          --results-block <name>  The name in the markers of the block that --output replaces,
+                                  <!-- <name>: start --> and <!-- <name>: end -->; letters, digits
+                                  and hyphens. (default: results)
+          --cpu-layout <text>     How the broker and this program share the CPUs, recorded on the page.
+                                  (default: AMQPRETRY_CPU_LAYOUT, which Benchmarks/separate-cores.sh
+                                  sets, or nothing)
           --sides <list>          The sides to run, amqpretry and baseline; one alone is for profiling.
                                   (default: amqpretry,baseline)
           -h, --help              Show help information.
@@ -45,6 +51,10 @@ struct BenchOptions: Sendable {
     var scale = 1.0
     var output: String?
     var command: String
+    /// The name in the markers of the results block that `--output` replaces.
+    var resultsBlock = "results"
+    /// The CPU layout of the broker and the benchmark, as the page records it.
+    var cpuLayout: String?
     /// The sides to run; one side alone is for profiling.
     var sides: [Side] = [.amqpRetry, .baseline]
 
@@ -52,6 +62,7 @@ struct BenchOptions: Sendable {
     /// - Throws: ``UsageError`` for an unknown option, a missing value or a value out of range.
     init(arguments: [String]) throws {
         command = (["amqp-retry-bench"] + arguments).joined(separator: " ")
+        cpuLayout = ProcessInfo.processInfo.environment["AMQPRETRY_CPU_LAYOUT"].flatMap { $0.isEmpty ? nil : $0 }
         var remaining = arguments[...]
         while let option = remaining.popFirst() {
             guard let value = remaining.popFirst() else {
@@ -73,8 +84,19 @@ struct BenchOptions: Sendable {
         case "--output": output = value
         case "--command": command = value
         case "--sides": sides = try Self.sides(value)
+        case "--results-block": resultsBlock = try Self.blockName(value)
+        case "--cpu-layout": cpuLayout = value
         default: throw UsageError(description: "unknown option '\(option)'; see --help")
         }
+    }
+
+    private static func blockName(_ text: String) throws -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+        guard !text.isEmpty, text.allSatisfy(allowed.contains) else {
+            throw UsageError(description: "invalid value '\(text)' for '--results-block': expected letters, digits "
+                + "and hyphens, such as results-separate-cores")
+        }
+        return text
     }
 
     private static func sides(_ text: String) throws -> [Side] {

@@ -68,9 +68,12 @@ struct BenchmarkRun: Sendable {
         if options.workloads.contains(.w3) { rows += try await syncCalls() }
         if options.workloads.contains(.w4) { rows += try await memory() }
         if options.workloads.contains(.w5) { rows += try await startUp() }
-        return ResultsPage(command: options.command, rounds: options.rounds, scale: options.scale, date: date,
-                           machine: .current(), broker: versions.broker, brokerURL: configuration.redactedURL,
-                           librabbitmq: versions.librabbitmq, rows: rows)
+        var page = ResultsPage(command: options.command, rounds: options.rounds, scale: options.scale, date: date,
+                               machine: .current(), broker: versions.broker, brokerURL: configuration.redactedURL,
+                               librabbitmq: versions.librabbitmq, rows: rows)
+        page.blockName = options.resultsBlock
+        page.cpuLayout = options.cpuLayout
+        return page
     }
 
     /// Reads the broker's and librabbitmq's versions, or returns "unknown" with a warning.

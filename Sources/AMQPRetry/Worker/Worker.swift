@@ -273,6 +273,18 @@ final class AsyncSemaphore: Sendable {
     }
 
     func acquire() async {
+        // A free permit is taken without a continuation. Resuming one from inside
+        // `withCheckedContinuation` would still suspend the task and enqueue it on the executor
+        // again, a detour for every handler call.
+        let acquired = state.withLock { state -> Bool in
+            guard state.permits > 0 else { return false }
+            state.permits -= 1
+            return true
+        }
+        if acquired {
+            return
+        }
+
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let acquired = state.withLock { state -> Bool in
                 if state.permits > 0 {

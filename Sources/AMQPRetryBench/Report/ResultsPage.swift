@@ -33,9 +33,6 @@ struct MachineDescription: Sendable {
 
 /// The results of one run as Markdown: how it ran, on what, and the table.
 struct ResultsPage: Sendable {
-    static let startMarker = "<!-- results: start -->"
-    static let endMarker = "<!-- results: end -->"
-
     let command: String
     let rounds: Int
     let scale: Double
@@ -45,23 +42,35 @@ struct ResultsPage: Sendable {
     let brokerURL: String
     let librabbitmq: String
     let rows: [ResultRow]
+    /// The name in the block's markers.
+    var blockName = "results"
+    /// The CPU layout of the broker and the benchmark, when the run recorded one.
+    var cpuLayout: String?
+
+    var startMarker: String { "<!-- \(blockName): start -->" }
+    var endMarker: String { "<!-- \(blockName): end -->" }
 
     /// The results block, between the markers that ``write(to:)`` replaces.
     var markdown: String {
         var lines = [
-            Self.startMarker,
+            startMarker,
             "",
             "- Command: `\(command)`, \(rounds) round\(rounds == 1 ? "" : "s") of each workload"
                 + (scale == 1 ? "" : ", counts scaled by \(scale) (not comparable with full runs)"),
             "- Date: \(Self.dateText(date))",
             "- Machine: \(machine.cores) cores (\(machine.processor)), \(machine.memory) memory, \(machine.kernel)",
             "- Broker: \(broker) at `\(brokerURL)`; librabbitmq \(librabbitmq)",
+        ]
+        if let cpuLayout {
+            lines.append("- CPUs: \(cpuLayout)")
+        }
+        lines += [
             "",
             "| " + ResultRow.headers.joined(separator: " | ") + " |",
             "|" + ResultRow.headers.map { _ in "---" }.joined(separator: "|") + "|",
         ]
         lines += rows.map { "| " + $0.cells.joined(separator: " | ") + " |" }
-        lines += ["", Self.endMarker]
+        lines += ["", endMarker]
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -69,8 +78,8 @@ struct ResultsPage: Sendable {
     func write(to path: String) throws {
         let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "# Benchmarks\n"
         let page: String
-        if let start = existing.range(of: Self.startMarker),
-           let end = existing.range(of: Self.endMarker, range: start.upperBound..<existing.endIndex) {
+        if let start = existing.range(of: startMarker),
+           let end = existing.range(of: endMarker, range: start.upperBound..<existing.endIndex) {
             let block = markdown.hasSuffix("\n") ? String(markdown.dropLast()) : markdown
             page = existing.replacingCharacters(in: start.lowerBound..<end.upperBound, with: block)
         } else {
