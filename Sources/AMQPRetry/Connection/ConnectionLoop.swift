@@ -16,7 +16,8 @@ final class ConnectionLoop: @unchecked Sendable {
 
     private let connection: AMQPConnection
     /// The lock of the loop's state. It guards the number of publishes that callers' threads
-    /// wrote, for tests. A lock of an empty value would make ThreadSanitizer report false races.
+    /// wrote, for tests. With a lock of an empty value, ThreadSanitizer reported the lock's own
+    /// accesses as races.
     private let stateLock = Locked(0)
     private var onStarted: ((Result<Void, AMQPError>) -> Void)?
     private let watchdog = Watchdog()
