@@ -28,10 +28,11 @@ extension Duration {
     }
 }
 
-/// Bounds the blocking librabbitmq calls of one I/O thread.
+/// Bounds the blocking librabbitmq calls of one connection, which its I/O thread makes, or a
+/// caller's thread that holds the connection's state lock.
 ///
 /// librabbitmq 0.11 sends frames with no deadline, so a broker that stops reading would block
-/// a publish forever. The I/O thread arms the watchdog before each blocking step; when a step
+/// a publish forever. The thread arms the watchdog before each blocking step. When a step
 /// overruns its deadline, the watchdog shuts the socket down from its own timer, which makes the
 /// blocked call fail at once. `shutdown` leaves the descriptor open, so the I/O thread still owns
 /// and closes it.
