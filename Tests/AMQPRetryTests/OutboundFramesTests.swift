@@ -189,4 +189,91 @@ final class OutboundFramesTests: XCTestCase {
             XCTAssertEqual((error as? AMQPError)?.code, .timeout)
         }
     }
+
+    /// Reads from `descriptor` on a thread of its own until `count` bytes arrived or 30 s pass.
+    private static func startReading(_ descriptor: Int32, count: Int) -> (Thread, Locked<[UInt8]>, DispatchSemaphore) {
+        let received = Locked<[UInt8]>([])
+        let finished = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            let deadline = Date().addingTimeInterval(30)
+            while received.withLock({ $0.count }) < count, Date() < deadline {
+                let length = read(descriptor, &chunk, chunk.count)
+                if length > 0 {
+                    received.withLock { $0 += chunk[0..<length] }
+                } else if length == 0 {
+                    break
+                } else {
+                    usleep(1_000)
+                }
+            }
+            finished.signal()
+        }
+        return (thread, received, finished)
+    }
+
+    private static func largePublish(into frames: OutboundFrames, arena: CArena, bodySize: Int) throws {
+        var properties = MessageProperties(correlationID: "large").cProperties(in: arena)
+        let body = (0..<bodySize).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try body.withUnsafeBytes { raw in
+            try frames.appendPublish(channel: 1, exchange: arena.bytes(""), routingKey: arena.bytes("q"),
+                                     mandatory: true, properties: &properties, body: raw)
+        }
+    }
+
+    func testWriteWithoutWaitingLeavesRestForWrite() throws {
+        let arena = CArena()
+        let bodySize = 2 << 20
+        let reference = OutboundFrames(frameMax: Int(Self.frameMax))
+        try Self.largePublish(into: reference, arena: arena, bodySize: bodySize)
+        let frames = OutboundFrames(frameMax: Int(Self.frameMax))
+        try Self.largePublish(into: frames, arena: arena, bodySize: bodySize)
+        let total = frames.count
+
+        var expectedPair: [Int32] = [-1, -1]
+        var pair: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &expectedPair), 0)
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
+        defer { (expectedPair + pair).forEach { close($0) } }
+        Self.setNonBlocking(pair[1])
+        Self.setNonBlocking(expectedPair[1])
+
+        // The socket takes far less than 2 MiB while its peer reads nothing, so the write stops early.
+        let complete = try frames.writeWithoutWaiting(to: pair[0])
+        XCTAssertFalse(complete)
+        XCTAssertTrue(frames.hasPartialWrite)
+        XCTAssertFalse(frames.isEmpty)
+
+        let (reader, received, finished) = Self.startReading(pair[1], count: total)
+        reader.start()
+        try frames.write(to: pair[0], timeout: .seconds(10))
+        XCTAssertEqual(finished.wait(timeout: .now() + 60), .success)
+        let (expectedReader, expected, expectedFinished) = Self.startReading(expectedPair[1], count: total)
+        expectedReader.start()
+        try reference.write(to: expectedPair[0], timeout: .seconds(10))
+        XCTAssertEqual(expectedFinished.wait(timeout: .now() + 60), .success)
+
+        XCTAssertFalse(frames.hasPartialWrite)
+        XCTAssertTrue(frames.isEmpty)
+        XCTAssertEqual(received.withLock { $0.count }, total)
+        XCTAssertTrue(received.withLock { $0 } == expected.withLock { $0 }, "the bytes differ from one whole write")
+    }
+
+    func testWriteWithoutWaitingSendsSmallBufferAtOnce() throws {
+        var pair: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
+        defer { pair.forEach { close($0) } }
+        Self.setNonBlocking(pair[1])
+        let frames = OutboundFrames(frameMax: Int(Self.frameMax))
+        var ack = amqp_basic_ack_t(delivery_tag: 9, multiple: 0)
+        try frames.appendMethod(AMQP_BASIC_ACK_METHOD, channel: 1, decoded: &ack)
+        let total = frames.count
+
+        let complete = try frames.writeWithoutWaiting(to: pair[0])
+
+        XCTAssertTrue(complete)
+        XCTAssertTrue(frames.isEmpty)
+        XCTAssertFalse(frames.hasPartialWrite)
+        XCTAssertEqual(Self.drain(pair[1]).count, total)
+    }
 }

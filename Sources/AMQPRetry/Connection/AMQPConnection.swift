@@ -5,10 +5,12 @@ import Synchronization
 ///
 /// Callers on any thread or task enqueue commands; the I/O thread runs them against
 /// librabbitmq, reads every inbound frame (deliveries, publisher confirms, returns, consumer
-/// cancellations, closes and heartbeats), and completes the commands. No librabbitmq call runs
-/// on Swift's cooperative thread pool. After a connection is lost the thread reconnects with
-/// backoff and restores the prefetch and the consumers; deliveries from the old connection can
-/// no longer be acknowledged, so the broker redelivers them.
+/// cancellations, closes and heartbeats), and completes the commands. The one exception is a
+/// publish on an idle plain TCP connection: the caller's thread encodes its frames and writes
+/// what the socket takes without waiting (``ConnectionLoop/publishIfIdle(_:)``). No call that
+/// can block runs on Swift's cooperative thread pool. After a connection is lost the thread
+/// reconnects with backoff and restores the prefetch and the consumers. Deliveries from the old
+/// connection can no longer be acknowledged, so the broker redelivers them.
 final class AMQPConnection: Sendable {
     /// Completes a command; the I/O thread calls it once.
     typealias Completion = @Sendable (Result<Void, AMQPError>) -> Void

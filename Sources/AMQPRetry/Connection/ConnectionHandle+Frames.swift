@@ -32,6 +32,11 @@ extension ConnectionHandle {
         if !deferredEvents.isEmpty {
             return deferredEvents.removeFirst()
         }
+        // librabbitmq may send a heartbeat while it waits for a frame, which must not land in
+        // the middle of a frame that a caller's thread sent in part.
+        if hasPartialWrite {
+            try writeFrames()
+        }
         // One microsecond, not zero: librabbitmq only checks the broker's heartbeat deadline
         // when the wait has a real deadline.
         var timeout = timeval(tv_sec: 0, tv_usec: 1)

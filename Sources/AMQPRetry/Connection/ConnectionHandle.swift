@@ -3,8 +3,10 @@ import Foundation
 
 /// The owner of one librabbitmq connection and its single channel.
 ///
-/// librabbitmq connections are blocking and not thread-safe, so a handle is created, used and
-/// destroyed on its connection's I/O thread only. Every method that waits has a deadline: the
+/// librabbitmq connections are blocking and not thread-safe, so a handle is created and
+/// destroyed on its connection's I/O thread, and used only while the connection's state lock is
+/// held: by the I/O thread, or by a caller's thread that publishes on an idle connection
+/// without waiting. Every method that waits has a deadline: the
 /// socket open and login take `connectionTimeout`, RPCs take `operationTimeout`, and sends are
 /// bounded by the I/O thread's watchdog, which shuts the socket down when a step overruns.
 final class ConnectionHandle {
@@ -72,6 +74,12 @@ final class ConnectionHandle {
     /// Whether publishes, acks or rejects wait for ``writeFrames()``.
     var hasFramesToWrite: Bool {
         !(outbound?.isEmpty ?? true)
+    }
+
+    /// Whether publishes, acks and rejects wait in AMQPRetry's own buffer, which is the case on
+    /// plain TCP connections. On TLS connections librabbitmq writes them at once.
+    var buffersFrames: Bool {
+        outbound != nil
     }
 
     /// Whether frames wait in librabbitmq's buffers, so that `poll` must be skipped.
@@ -277,6 +285,25 @@ extension ConnectionHandle {
             abandon()
             throw error
         }
+    }
+
+    /// Writes what the socket takes of the waiting frames without waiting, and returns whether
+    /// all of them went out. A frame sent in part is finished by the next ``writeFrames()``,
+    /// which ``nextEvent()`` and every librabbitmq operation call first.
+    func writeFramesWithoutWaiting() throws(AMQPError) -> Bool {
+        guard let outbound, !outbound.isEmpty else { return true }
+        do {
+            return try outbound.writeWithoutWaiting(to: socketDescriptor)
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
+    /// Whether a frame went out only in part, so that librabbitmq must not write, heartbeats
+    /// included, before ``writeFrames()`` sends the rest.
+    var hasPartialWrite: Bool {
+        outbound?.hasPartialWrite ?? false
     }
 
     /// Sets the channel's prefetch count with `basic.qos`.

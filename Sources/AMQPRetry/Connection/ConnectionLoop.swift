@@ -125,34 +125,37 @@ final class ConnectionLoop: @unchecked Sendable {
         return true
     }
 
-    /// Publishes a request on the calling thread, when the connection is idle: connected, with
-    /// no command waiting and no publish waiting for its confirm. Returns `false` without
-    /// waiting when it is not, or when the I/O thread is busy, so that the caller enqueues the
-    /// request instead.
+    /// Publishes a request on the calling thread, when the connection is idle: connected over
+    /// plain TCP, with no command waiting and no publish waiting for its confirm. Returns
+    /// `false` without waiting when it is not, or when the I/O thread is busy, so that the
+    /// caller enqueues the request instead.
     ///
     /// A publish on an idle connection then costs no wake-up of the I/O thread, which matters
     /// for a blocking call. Under load the I/O thread keeps publishing, so that it writes the
-    /// publishes of a whole turn with one system call.
+    /// publishes of a whole turn with one system call. The caller's thread writes only what the
+    /// socket takes at once, and wakes the I/O thread to write the rest, so that a broker that
+    /// stops reading never blocks a caller past its own timeout. A TLS connection is never idle
+    /// here, because librabbitmq's TLS writes block.
     func publishIfIdle(_ request: AMQPConnection.PublishRequest) -> Bool {
-        let outcome = stateLock.withLockIfAvailable { callerPublishes -> (published: Bool, dropped: Bool) in
-            guard let handle, groups.isEmpty, backlog.isEmpty, !handle.hasFramesToWrite,
+        let outcome = stateLock.withLockIfAvailable { callerPublishes -> (published: Bool, wake: Bool) in
+            guard let handle, handle.buffersFrames, groups.isEmpty, backlog.isEmpty, !handle.hasFramesToWrite,
                   connection.inbox.withLock({ !$0.closing && $0.commands.isEmpty }) else {
                 return (false, false)
             }
+            callerPublishes += 1
             do throws(AMQPError) {
-                try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
-                    try publish(request, on: handle)
-                }
+                // On a plain TCP connection this only encodes the frames, so it cannot block.
+                try publish(request, on: handle)
             } catch {
                 drop(error)
+                return (true, true)
             }
-            writeOutput()
-            callerPublishes += 1
-            return (true, self.handle == nil)
+            let written = writeOutputWithoutWaiting()
+            return (true, !written || self.handle == nil)
         }
         guard let outcome else { return false }
-        if outcome.dropped {
-            // The I/O thread polls the dropped socket until it wakes and reconnects.
+        if outcome.wake {
+            // The I/O thread writes what is left, or reconnects after a dropped connection.
             connection.wakeup.signal()
         }
         return outcome.published
@@ -664,25 +667,46 @@ extension ConnectionLoop {
         }
     }
 
+    /// Writes what the socket takes of the encoded frames without waiting, and completes the
+    /// publish requests whose acks went out. Returns `false` when frames are left for
+    /// ``writeOutput()``, which then runs the other completions.
+    private func writeOutputWithoutWaiting() -> Bool {
+        guard let handle else { return true }
+        let written: Bool
+        do {
+            written = try handle.writeFramesWithoutWaiting()
+        } catch {
+            completeWrite(.failure(error))
+            drop(error)
+            return true
+        }
+        guard written else { return false }
+        completeWrite(.success(()))
+        return true
+    }
+
     /// Writes the frames this turn encoded, then completes the publish requests whose acks
     /// were among them.
     private func writeOutput() {
         guard let handle else { return }
-        let completions = completionsAwaitingWrite
-        completionsAwaitingWrite.removeAll(keepingCapacity: true)
         do {
             try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
                 try handle.writeFrames()
             }
         } catch {
-            for completion in completions {
-                completion(.failure(error))
-            }
+            completeWrite(.failure(error))
             drop(error)
             return
         }
+        completeWrite(.success(()))
+    }
+
+    /// Runs the completions that waited for their acks to be written.
+    private func completeWrite(_ result: Result<Void, AMQPError>) {
+        let completions = completionsAwaitingWrite
+        completionsAwaitingWrite.removeAll(keepingCapacity: true)
         for completion in completions {
-            completion(.success(()))
+            completion(result)
         }
     }
 

@@ -17,8 +17,11 @@ final class OutboundFrames {
 
     private var storage: UnsafeMutableRawPointer
     private var capacity: Int
-    /// The number of encoded bytes not yet written.
+    /// The number of encoded bytes in the buffer, those already sent included.
     private(set) var count = 0
+    /// The bytes at the front of the buffer that ``writeWithoutWaiting(to:)`` sent before the
+    /// socket stopped taking more. The next write continues after them.
+    private var sent = 0
     private let frameMax: Int
 
     /// Creates an empty buffer for a connection whose negotiated `frame_max` is `frameMax`.
@@ -34,6 +37,10 @@ final class OutboundFrames {
 
     /// Whether frames wait to be written.
     var isEmpty: Bool { count == 0 }
+
+    /// Whether a frame was sent only in part, so that nothing else may be written to the socket
+    /// before ``write(to:timeout:)`` sends the rest.
+    var hasPartialWrite: Bool { sent > 0 }
 
     /// Appends a method frame whose arguments librabbitmq encodes from `decoded`.
     func appendMethod(_ method: amqp_method_number_t, channel: amqp_channel_t,
@@ -70,14 +77,34 @@ final class OutboundFrames {
     /// full, and empties the buffer. Throws when the socket fails or no byte can be written
     /// for `timeout`. The connection must then be abandoned, because a frame may be cut.
     func write(to descriptor: Int32, timeout: Duration) throws(AMQPError) {
-        var written = 0
         var deadline = MonotonicClock.deadline(after: timeout)
-        while written < count {
-            let result = send(descriptor, storage + written, count - written, Int32(MSG_NOSIGNAL))
-            if result > 0 {
-                written += result
+        while sent < count {
+            if try sendAvailable(to: descriptor) {
                 deadline = MonotonicClock.deadline(after: timeout)
                 continue
+            }
+            try waitUntilWritable(descriptor, deadline: deadline, timeout: timeout)
+        }
+        finishWrite()
+    }
+
+    /// Writes as many buffered bytes as the socket takes without waiting, and returns whether
+    /// the buffer is empty afterwards. Throws when the socket fails.
+    func writeWithoutWaiting(to descriptor: Int32) throws(AMQPError) -> Bool {
+        while sent < count {
+            guard try sendAvailable(to: descriptor) else { return false }
+        }
+        finishWrite()
+        return true
+    }
+
+    /// Sends what the socket takes at once; returns `false` when it takes nothing now.
+    private func sendAvailable(to descriptor: Int32) throws(AMQPError) -> Bool {
+        while true {
+            let result = send(descriptor, storage + sent, count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            if result > 0 {
+                sent += result
+                return true
             }
             let error = result < 0 ? errno : EPIPE
             if error == EINTR {
@@ -86,9 +113,13 @@ final class OutboundFrames {
             guard error == EAGAIN || error == EWOULDBLOCK else {
                 throw Self.socketError(error)
             }
-            try waitUntilWritable(descriptor, deadline: deadline, timeout: timeout)
+            return false
         }
+    }
+
+    private func finishWrite() {
         count = 0
+        sent = 0
         shrinkAfterLargeWrite()
     }
 
