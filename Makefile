@@ -71,8 +71,8 @@ tsan: deps
 # Every workload through AMQPRetry's public API and through the librabbitmq
 # baseline in Benchmarks/baseline, printed and written to docs/benchmarks.md.
 # Both are built in release mode before the broker starts. BENCH_ROUNDS sets
-# the rounds of each workload; one layout took 9.5 minutes on 2 cores with
-# 5 rounds, the release build included. BENCH_LAYOUTS lists the CPU layouts,
+# the rounds of each workload; both layouts took 6.4 minutes on 2 cores with
+# 3 rounds, the release build included. BENCH_LAYOUTS lists the CPU layouts,
 # each run against a fresh node and written to a block of its own: shared
 # (broker and benchmark on every CPU) and separate-cores (the broker on the
 # first half of the CPUs, the benchmark on the rest; Benchmarks/separate-cores.sh).
