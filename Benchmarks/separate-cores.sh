@@ -21,7 +21,8 @@ fi
 
 cpus="$(nproc)"
 if (( cpus < 2 )); then
-    echo "error: the separate-cores layout needs at least 2 CPUs, and this machine has $cpus" >&2
+    echo "error: the separate-cores layout needs at least 2 CPUs, and this machine has $cpus;" \
+        "run make bench BENCH_LAYOUTS=shared instead" >&2
     exit 2
 fi
 
