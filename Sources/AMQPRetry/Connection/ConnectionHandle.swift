@@ -3,10 +3,10 @@ import Foundation
 
 /// The owner of one librabbitmq connection and its single channel.
 ///
-/// librabbitmq connections are blocking and not thread-safe, so a handle is created on its
-/// connection's I/O thread and used only while the connection's state lock is held: by the I/O
-/// thread, or by a caller's thread that publishes on an idle connection without waiting. Every
-/// method that waits has a deadline: the
+/// librabbitmq connections are blocking and not thread-safe. A handle is therefore created on
+/// its connection's I/O thread and used only while the connection's state lock is held, by the
+/// I/O thread or by a caller's thread that publishes on an idle connection without waiting.
+/// Every method that waits has a deadline: the
 /// socket open and login take `connectionTimeout`, RPCs take `operationTimeout`, and sends are
 /// bounded by the I/O thread's watchdog, which shuts the socket down when a step overruns.
 final class ConnectionHandle {
