@@ -206,7 +206,7 @@ final class OutboundWriteTests: FaultTestCase {
 
     /// Many tasks publishing on one connection, some while it is idle and some while it is
     /// busy, get every message to the queue once, with its body unchanged.
-    func testConcurrentPublishersMixIdleAndBusyPaths() async throws {
+    func testMixedIdleAndBusyPublishers() async throws {
         let service = try await makeService("mixed")
         let queue = TopologyNames.serviceQueue(service)
         let collector = try await collectQueue(of: service)
@@ -264,7 +264,7 @@ final class OutboundWriteTests: FaultTestCase {
     /// NOTE: when the held publishes fill the socket buffers, the I/O thread waits in its write
     /// and reads the broker's `connection.close` only after `operation_timeout`, so the bound
     /// checked here is that timeout, not the moment of the close.
-    func testClosedConnectionsFailWritesHeldByAlarm() async throws {
+    func testAlarmHeldWritesFailAfterClose() async throws {
         let service = try await makeService("alarmclose")
         let queue = TopologyNames.serviceQueue(service)
         let operationTimeout = Duration.seconds(5)

@@ -245,7 +245,7 @@ extension ConnectionHandle {
         return nextPublishSequence
     }
 
-    /// Acknowledges a delivery with `basic.ack`; on a plain TCP connection the frame waits for
+    /// Acknowledges a delivery with `basic.ack`. On a plain TCP connection the frame waits for
     /// ``writeFrames()``.
     func ack(deliveryTag: UInt64, multiple: Bool = false) throws(AMQPError) {
         if let outbound {
@@ -259,8 +259,8 @@ extension ConnectionHandle {
         }
     }
 
-    /// Rejects a delivery with `basic.reject`, returning it to its queue when `requeue` is set;
-    /// on a plain TCP connection the frame waits for ``writeFrames()``.
+    /// Rejects a delivery with `basic.reject`, returning it to its queue when `requeue` is set.
+    /// On a plain TCP connection the frame waits for ``writeFrames()``.
     func reject(deliveryTag: UInt64, requeue: Bool) throws(AMQPError) {
         if let outbound {
             var reject = amqp_basic_reject_t(delivery_tag: deliveryTag, requeue: requeue ? 1 : 0)

@@ -649,8 +649,9 @@ extension ConnectionLoop {
         group.request.completion(.success(()))
     }
 
-    /// Encodes the acks that became due since the last call, combining runs of tags. The
-    /// publish requests that waited for them complete in ``writeOutput()``.
+    /// Sends the acks that became due since the last call, combining runs of tags. On a plain
+    /// TCP connection the handle buffers them until ``writeOutput()``, and either way the
+    /// publish requests that waited for them complete there.
     private func sendDueAcks() {
         guard acknowledgements.hasDueAcks, let handle else { return }
         let acks = acknowledgements.takeAcks()

@@ -38,8 +38,8 @@ final class OutboundFrames {
     /// Whether frames wait to be written.
     var isEmpty: Bool { count == 0 }
 
-    /// Whether a frame was sent only in part, so that nothing else may be written to the socket
-    /// before ``write(to:timeout:)`` sends the rest.
+    /// Whether part of the buffer was sent, perhaps ending inside a frame, so that nothing else
+    /// may be written to the socket before ``write(to:timeout:)`` sends the rest.
     var hasPartialWrite: Bool { sent > 0 }
 
     /// Appends a method frame whose arguments librabbitmq encodes from `decoded`.
@@ -98,7 +98,7 @@ final class OutboundFrames {
         return true
     }
 
-    /// Sends what the socket takes at once; returns `false` when it takes nothing now.
+    /// Sends what the socket takes at once. Returns `false` when it takes nothing now.
     private func sendAvailable(to descriptor: Int32) throws(AMQPError) -> Bool {
         while true {
             let result = send(descriptor, storage + sent, count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
