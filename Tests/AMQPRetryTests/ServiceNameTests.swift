@@ -31,6 +31,7 @@ final class ServiceNameTests: XCTestCase {
             ("del\u{7F}", "must not contain control characters"),
             ("next line\u{85}", "must not contain control characters"),
             ("\u{9F}application", "must not contain control characters"),
+            ("a.service.name.longer.than.fifteen.bytes\u{85}", "must not contain control characters"),
             ("é\u{80}", "must not contain control characters"),
             ("amq.gen-123", "must not start with 'amq.', which RabbitMQ reserves"),
         ]

@@ -7,7 +7,12 @@ public struct MessageProperties: Sendable, Hashable {
     /// The content encoding of the body, such as `gzip`.
     public var contentEncoding: String?
     /// Application headers.
-    public var headers: FieldTable
+    public var headers: FieldTable {
+        get { headerList.table }
+        set { headerList = HeaderList(newValue) }
+    }
+    /// The application headers as decoded or built, which AMQPRetry reads without hashing names.
+    var headerList: HeaderList
     /// 2 for persistent messages, 1 for transient ones, `nil` when unset.
     public var deliveryMode: UInt8?
     /// The correlation ID that ties a reply or callback to its request.
@@ -41,7 +46,7 @@ public struct MessageProperties: Sendable, Hashable {
     ) {
         self.contentType = contentType
         self.contentEncoding = contentEncoding
-        self.headers = headers
+        self.headerList = HeaderList(headers)
         self.deliveryMode = deliveryMode
         self.correlationID = correlationID
         self.replyTo = replyTo

@@ -82,18 +82,27 @@ final class CArena {
     /// Builds a librabbitmq table from a field table, with the entries sorted by the UTF-8 bytes
     /// of their names so that equal tables always encode alike.
     func table(_ table: FieldTable) -> amqp_table_t {
-        guard !table.isEmpty else {
+        self.table(count: table.count, table.lazy.map { ($0.key, $0.value) })
+    }
+
+    /// Builds a librabbitmq table from a message's headers, sorted as ``table(_:)`` sorts.
+    func table(_ headers: HeaderList) -> amqp_table_t {
+        table(count: headers.count, headers.entries.lazy.map { ($0.name, $0.value) })
+    }
+
+    private func table<Entries: Sequence<(String, FieldValue)>>(count: Int, _ source: Entries) -> amqp_table_t {
+        guard count > 0 else {
             return amqp_table_t(num_entries: 0, entries: nil)
         }
-        let entries = allocate(MemoryLayout<amqp_table_entry_t>.stride * table.count)
-            .bindMemory(to: amqp_table_entry_t.self, capacity: table.count)
-        var count = 0
-        for (key, value) in table {
-            entries[count] = amqp_table_entry_t(key: bytes(key), value: fieldValue(value))
-            count += 1
+        let entries = allocate(MemoryLayout<amqp_table_entry_t>.stride * count)
+            .bindMemory(to: amqp_table_entry_t.self, capacity: count)
+        var written = 0
+        for (key, value) in source {
+            entries[written] = amqp_table_entry_t(key: bytes(key), value: fieldValue(value))
+            written += 1
         }
-        Self.sortByKey(UnsafeMutableBufferPointer(start: entries, count: count))
-        return amqp_table_t(num_entries: Int32(count), entries: entries)
+        Self.sortByKey(UnsafeMutableBufferPointer(start: entries, count: written))
+        return amqp_table_t(num_entries: Int32(written), entries: entries)
     }
 
     /// Sorts table entries by name with an insertion sort, which suits the dozen headers of a
@@ -243,6 +252,20 @@ enum FieldTableDecoder {
             result[knownName(entry.key) ?? String(amqpBytes: entry.key)] = value(entry.value, depth: depth + 1)
         }
         return result
+    }
+
+    /// Copies a librabbitmq table into the headers of a message. A name that occurs more than
+    /// once keeps its last value, as in ``table(_:depth:)``.
+    static func headerList(_ table: amqp_table_t) -> HeaderList {
+        var headers = HeaderList(capacity: Int(max(table.num_entries, 0)))
+        guard table.num_entries > 0, let entries = table.entries else {
+            return headers
+        }
+        for index in 0..<Int(table.num_entries) {
+            let entry = entries[index]
+            headers[knownName(entry.key) ?? String(amqpBytes: entry.key)] = value(entry.value, depth: 1)
+        }
+        return headers
     }
 
     /// AMQPRetry's header names, grouped by their length in bytes, so that decoding a header

@@ -22,7 +22,7 @@ enum FrameSize {
         try checkShortString(properties.messageID, name: "message_id")
         try checkShortString(properties.type, name: "type")
         try checkShortString(properties.appID, name: "app_id")
-        try checkHeaderNames(properties.headers)
+        try checkHeaderNames(properties.headerList)
 
         let headerSize = contentHeaderSize(properties)
         let limit = frameMax - frameOverhead
@@ -40,8 +40,10 @@ enum FrameSize {
         size += shortStringSize(properties.correlationID) + shortStringSize(properties.replyTo)
         size += shortStringSize(properties.expiration) + shortStringSize(properties.messageID)
         size += shortStringSize(properties.type) + shortStringSize(properties.appID)
-        if !properties.headers.isEmpty {
-            size += tableSize(properties.headers)
+        if !properties.headerList.isEmpty {
+            size += properties.headerList.entries.reduce(4) { size, entry in
+                size + 1 + entry.name.utf8.count + valueSize(entry.value)
+            }
         }
         if properties.deliveryMode != nil {
             size += 1
@@ -80,14 +82,24 @@ enum FrameSize {
     }
 
     /// Throws when a header name, at any depth of nested tables, is longer than a short string.
+    private static func checkHeaderNames(_ headers: HeaderList) throws(AMQPError) {
+        for entry in headers.entries {
+            try checkHeaderName(entry.name, entry.value)
+        }
+    }
+
     private static func checkHeaderNames(_ table: FieldTable) throws(AMQPError) {
         for (key, value) in table {
-            if key.utf8.count > maximumShortString {
-                throw invalid("a header name is \(key.utf8.count) bytes long; AMQP allows at most \(maximumShortString)")
-            }
-            if case .table(let nested) = value {
-                try checkHeaderNames(nested)
-            }
+            try checkHeaderName(key, value)
+        }
+    }
+
+    private static func checkHeaderName(_ key: String, _ value: FieldValue) throws(AMQPError) {
+        if key.utf8.count > maximumShortString {
+            throw invalid("a header name is \(key.utf8.count) bytes long; AMQP allows at most \(maximumShortString)")
+        }
+        if case .table(let nested) = value {
+            try checkHeaderNames(nested)
         }
     }
 

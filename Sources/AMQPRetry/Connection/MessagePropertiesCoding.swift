@@ -12,8 +12,6 @@ extension MessageProperties {
         self.init(
             contentType: text(AMQP_BASIC_CONTENT_TYPE_FLAG, properties.content_type),
             contentEncoding: text(AMQP_BASIC_CONTENT_ENCODING_FLAG, properties.content_encoding),
-            headers: flags & amqp_flags_t(AMQP_BASIC_HEADERS_FLAG) != 0
-                ? FieldTableDecoder.table(properties.headers) : [:],
             deliveryMode: flags & amqp_flags_t(AMQP_BASIC_DELIVERY_MODE_FLAG) != 0
                 ? properties.delivery_mode : nil,
             correlationID: text(AMQP_BASIC_CORRELATION_ID_FLAG, properties.correlation_id),
@@ -24,6 +22,9 @@ extension MessageProperties {
             type: text(AMQP_BASIC_TYPE_FLAG, properties.type),
             appID: text(AMQP_BASIC_APP_ID_FLAG, properties.app_id)
         )
+        if flags & amqp_flags_t(AMQP_BASIC_HEADERS_FLAG) != 0 {
+            headerList = FieldTableDecoder.headerList(properties.headers)
+        }
     }
 
     /// Builds the librabbitmq properties, with every buffer in `arena`.
@@ -45,8 +46,8 @@ extension MessageProperties {
         set(messageID, AMQP_BASIC_MESSAGE_ID_FLAG, &properties.message_id)
         set(type, AMQP_BASIC_TYPE_FLAG, &properties.type)
         set(appID, AMQP_BASIC_APP_ID_FLAG, &properties.app_id)
-        if !headers.isEmpty {
-            properties.headers = arena.table(headers)
+        if !headerList.isEmpty {
+            properties.headers = arena.table(headerList)
             flags |= AMQP_BASIC_HEADERS_FLAG
         }
         if let deliveryMode {

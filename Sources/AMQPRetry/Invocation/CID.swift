@@ -63,17 +63,19 @@ public struct CID: Sendable, Hashable, CustomStringConvertible, Codable {
 
     /// Creates the CID that writes the 128-bit number `high << 64 | low` as 27 base32 digits.
     init(high: UInt64, low: UInt64) {
-        var digits = [UInt8](repeating: 0, count: 27)
         var (high, low) = (high, low)
-
-        // Take 5 bits at a time from the low end of the 128-bit number.
-        for position in stride(from: 26, through: 0, by: -1) {
-            digits[position] = Self.alphabet[Int(low & 0x1F)]
-            low = (low >> 5) | (high << 59)
-            high >>= 5
+        rawValue = String(unsafeUninitializedCapacity: Self.length) { text in
+            text[0] = UInt8(ascii: "K")
+            Self.alphabet.withUnsafeBufferPointer { alphabet in
+                // Take 5 bits at a time from the low end of the 128-bit number.
+                for position in stride(from: Self.length - 1, through: 1, by: -1) {
+                    text[position] = alphabet[Int(low & 0x1F)]
+                    low = (low >> 5) | (high << 59)
+                    high >>= 5
+                }
+            }
+            return Self.length
         }
-
-        rawValue = "K" + String(decoding: digits, as: UTF8.self)
     }
 
     /// The text of the CID.

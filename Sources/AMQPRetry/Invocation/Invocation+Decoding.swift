@@ -40,7 +40,7 @@ extension Invocation {
         body: [UInt8],
         queueService: String
     ) throws(ParkReason) -> Invocation {
-        let reader = HeaderReader(headers: properties.headers)
+        let reader = HeaderReader(headers: properties.headerList)
         try reader.checkNesting()
         try reader.checkVersion()
 
@@ -83,7 +83,7 @@ extension Invocation {
 /// Reads typed values from the headers of a message, turning each problem into a ``ParkReason``
 /// that names the header and its value.
 private struct HeaderReader {
-    let headers: FieldTable
+    let headers: HeaderList
 
     /// Rejects a header with tables or arrays nested deeper than ``maximumNesting`` levels.
     ///
@@ -91,9 +91,9 @@ private struct HeaderReader {
     /// a message nested that deep could not be republished unchanged.
     func checkNesting() throws(ParkReason) {
         // Sorting only when some header is too deep names the same header on every delivery.
-        guard headers.values.contains(where: { Self.depth(of: $0) > Self.maximumNesting }) else { return }
-        for (name, value) in headers.sorted(by: { $0.key < $1.key }) where Self.depth(of: value) > Self.maximumNesting {
-            let detail = "header \(DisplayText.quoted(name)) nests tables or arrays more than "
+        guard headers.entries.contains(where: { Self.depth(of: $0.value) > Self.maximumNesting }) else { return }
+        for entry in headers.entries.sorted(by: { $0.name < $1.name }) where Self.depth(of: entry.value) > Self.maximumNesting {
+            let detail = "header \(DisplayText.quoted(entry.name)) nests tables or arrays more than "
                 + "\(Self.maximumNesting) levels deep"
             throw ParkReason(code: .invalidHeader, detail: detail)
         }

@@ -105,23 +105,39 @@ extension Invocation {
     /// Integers are written as ``FieldValue/int64(_:)`` and text as ``FieldValue/text(_:)``.
     /// Absent optional values are left out.
     public func headers() -> FieldTable {
-        // Room for every header below, so that adding the optional ones never rehashes.
-        var headers = FieldTable(minimumCapacity: 12)
-        headers[WireHeader.version] = .int64(WireHeader.currentVersion)
-        headers[WireHeader.mode] = .text(mode.rawValue)
-        headers[WireHeader.target] = .text(target)
-        headers[WireHeader.attempt] = .int64(Int64(attempt))
-        headers[WireHeader.source] = .text(source)
+        headerList().table
+    }
 
-        if let options {
-            headers[WireHeader.repeats] = .int64(Int64(options.repeats))
-            headers[WireHeader.intervalMilliseconds] = .int64(options.intervalMilliseconds)
+    /// Makes the headers of ``headers()`` in the order of their names' bytes, the order in
+    /// which they are encoded.
+    func headerList() -> HeaderList {
+        var headers = HeaderList(capacity: 12)
+        headers.appendNew(WireHeader.attempt, .int64(Int64(attempt)))
+        if let callback {
+            headers.appendNew(WireHeader.callback, .text(callback))
         }
-        headers[WireHeader.callback] = callback.map(FieldValue.text)
-        headers[WireHeader.origCID] = origCID.map { .text($0.rawValue) }
-        headers[WireHeader.context] = context.map { .text($0.serialized()) }
-        headers[WireHeader.requestTimestamp] = requestTimestamp.map(FieldValue.text)
-        headers[WireHeader.lastError] = lastError.map(FieldValue.text)
+        if let context {
+            headers.appendNew(WireHeader.context, .text(context.serialized()))
+        }
+        if let options {
+            headers.appendNew(WireHeader.intervalMilliseconds, .int64(options.intervalMilliseconds))
+        }
+        if let lastError {
+            headers.appendNew(WireHeader.lastError, .text(lastError))
+        }
+        headers.appendNew(WireHeader.mode, .text(mode.rawValue))
+        if let origCID {
+            headers.appendNew(WireHeader.origCID, .text(origCID.rawValue))
+        }
+        if let options {
+            headers.appendNew(WireHeader.repeats, .int64(Int64(options.repeats)))
+        }
+        if let requestTimestamp {
+            headers.appendNew(WireHeader.requestTimestamp, .text(requestTimestamp))
+        }
+        headers.appendNew(WireHeader.source, .text(source))
+        headers.appendNew(WireHeader.target, .text(target))
+        headers.appendNew(WireHeader.version, .int64(WireHeader.currentVersion))
         return headers
     }
 
@@ -138,9 +154,8 @@ extension Invocation {
     /// - Returns: Properties with the payload's content type, the CID as `correlation_id`,
     ///   a new unique `message_id`, the current time as `timestamp`, and ``headers()``.
     public func messageProperties(replyTo: String? = nil, expirationMilliseconds: Int64? = nil) -> MessageProperties {
-        MessageProperties(
+        var properties = MessageProperties(
             contentType: payload.contentType,
-            headers: headers(),
             deliveryMode: mode == .sync ? 1 : 2,
             correlationID: cid.rawValue,
             replyTo: replyTo,
@@ -148,5 +163,7 @@ extension Invocation {
             messageID: MessageID.random(),
             timestamp: UInt64(max(0, Date().timeIntervalSince1970))
         )
+        properties.headerList = headerList()
+        return properties
     }
 }

@@ -46,17 +46,16 @@ public enum ServiceName {
     /// UTF-8 those are the bytes 0x00–0x1F and 0x7F, and the pairs 0xC2 0x80 to 0xC2 0x9F, so
     /// the check scans bytes instead of decoding scalars.
     static func containsControlCharacter(_ name: String) -> Bool {
-        let scanned = name.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
-            for (index, byte) in bytes.enumerated() {
-                if byte < 0x20 || byte == 0x7F {
+        var name = name
+        return name.withUTF8 { bytes in
+            var previous: UInt8 = 0
+            for byte in bytes {
+                if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte >= 0x80 && byte <= 0x9F) {
                     return true
                 }
-                if byte == 0xC2, index + 1 < bytes.count, (0x80...0x9F).contains(bytes[index + 1]) {
-                    return true
-                }
+                previous = byte
             }
             return false
         }
-        return scanned ?? name.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }
     }
 }

@@ -33,25 +33,30 @@ public enum WireTimestamp {
         let (days, secondOfDay) = floorDivide(seconds, by: 86_400)
         let (year, month, day) = civilDate(daysSince1970: days)
 
-        var text: [UInt8] = []
-        text.reserveCapacity(48)
-        appendSignedZeroPadded(year, width: 4, to: &text)
-        text.append(UInt8(ascii: "-"))
-        appendZeroPadded(month, width: 2, to: &text)
-        text.append(UInt8(ascii: "-"))
-        appendZeroPadded(day, width: 2, to: &text)
-        text.append(UInt8(ascii: "T"))
-        appendZeroPadded(secondOfDay / 3600, width: 2, to: &text)
-        text.append(UInt8(ascii: ":"))
-        appendZeroPadded(secondOfDay / 60 % 60, width: 2, to: &text)
-        text.append(UInt8(ascii: ":"))
-        appendZeroPadded(secondOfDay % 60, width: 2, to: &text)
-        if fractionDigits > 0 {
-            text.append(UInt8(ascii: "."))
-            appendZeroPadded(fraction, width: fractionDigits, to: &text)
+        // The longest Int64 year has 19 digits and a sign, and the rest of the text up to the
+        // designator takes at most 25 bytes.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48 + utcDesignator.utf8.count) { buffer in
+            var text = TextWriter(buffer: buffer)
+            text.appendSignedZeroPadded(year, width: 4)
+            text.append(UInt8(ascii: "-"))
+            text.appendZeroPadded(month, width: 2)
+            text.append(UInt8(ascii: "-"))
+            text.appendZeroPadded(day, width: 2)
+            text.append(UInt8(ascii: "T"))
+            text.appendZeroPadded(secondOfDay / 3600, width: 2)
+            text.append(UInt8(ascii: ":"))
+            text.appendZeroPadded(secondOfDay / 60 % 60, width: 2)
+            text.append(UInt8(ascii: ":"))
+            text.appendZeroPadded(secondOfDay % 60, width: 2)
+            if fractionDigits > 0 {
+                text.append(UInt8(ascii: "."))
+                text.appendZeroPadded(fraction, width: fractionDigits)
+            }
+            for byte in utcDesignator.utf8 {
+                text.append(byte)
+            }
+            return String(decoding: text.written, as: UTF8.self)
         }
-        text.append(contentsOf: utcDesignator.utf8)
-        return String(decoding: text, as: UTF8.self)
     }
 }
 
@@ -93,32 +98,52 @@ private func power(of base: Int64, _ exponent: Int) -> Int64 {
     (0..<exponent).reduce(1) { result, _ in result * base }
 }
 
-/// Appends the decimal digits of a non-negative number, with leading zeros up to `width`.
-private func appendZeroPadded(_ value: Int64, width: Int, to text: inout [UInt8]) {
-    var digitCount = 1
-    var rest = value / 10
-    while rest > 0 {
-        digitCount += 1
-        rest /= 10
-    }
-    let start = text.count
-    text.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(digitCount, width)))
-    var remaining = value
-    var position = text.count - 1
-    while position >= start, remaining > 0 {
-        text[position] = UInt8(ascii: "0") + UInt8(remaining % 10)
-        remaining /= 10
-        position -= 1
-    }
-}
+/// Writes ASCII text into a buffer that the caller sized for it.
+private struct TextWriter {
+    let buffer: UnsafeMutableBufferPointer<UInt8>
+    private(set) var count = 0
 
-/// Pads as printf's `%0*lld` does: a negative number keeps its sign first, within `width`.
-private func appendSignedZeroPadded(_ value: Int64, width: Int, to text: inout [UInt8]) {
-    if value < 0 {
-        text.append(UInt8(ascii: "-"))
-        appendZeroPadded(-value, width: width - 1, to: &text)
-    } else {
-        appendZeroPadded(value, width: width, to: &text)
+    init(buffer: UnsafeMutableBufferPointer<UInt8>) {
+        self.buffer = buffer
+    }
+
+    /// The bytes written so far.
+    var written: UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: buffer[..<count])
+    }
+
+    mutating func append(_ byte: UInt8) {
+        precondition(count < buffer.count, "the timestamp is longer than its buffer")
+        buffer[count] = byte
+        count += 1
+    }
+
+    /// Appends the decimal digits of a non-negative number, with leading zeros up to `width`.
+    mutating func appendZeroPadded(_ value: Int64, width: Int) {
+        var digitCount = 1
+        var divisor: Int64 = 1
+        while value / divisor >= 10 {
+            digitCount += 1
+            divisor *= 10
+        }
+
+        for _ in digitCount..<max(digitCount, width) {
+            append(UInt8(ascii: "0"))
+        }
+        while divisor > 0 {
+            append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+            divisor /= 10
+        }
+    }
+
+    /// Pads as printf's `%0*lld` does: a negative number keeps its sign first, within `width`.
+    mutating func appendSignedZeroPadded(_ value: Int64, width: Int) {
+        if value < 0 {
+            append(UInt8(ascii: "-"))
+            appendZeroPadded(-value, width: width - 1)
+        } else {
+            appendZeroPadded(value, width: width)
+        }
     }
 }
 

@@ -28,7 +28,7 @@ public struct ParkedMessage: Sendable, Hashable {
 
     /// The `amqpretry-parked-reason` header: `<code>: <detail>`.
     public var reason: String? {
-        properties.headers[WireHeader.parkedReason]?.textValue
+        properties.headerList[WireHeader.parkedReason]?.textValue
     }
 
     /// The code at the start of ``reason``, or `nil` when it is missing or unknown to this version.
@@ -41,7 +41,7 @@ public struct ParkedMessage: Sendable, Hashable {
 
     /// The `amqpretry-parked-queue` header: the queue the message was parked from.
     public var sourceQueue: String? {
-        properties.headers[WireHeader.parkedQueue]?.textValue
+        properties.headerList[WireHeader.parkedQueue]?.textValue
     }
 
     /// The service whose queue the message was parked from, or `nil` when ``sourceQueue`` is
@@ -56,7 +56,7 @@ public struct ParkedMessage: Sendable, Hashable {
 
     /// The `amqpretry-parked-at` header: when the message was parked, as ISO 8601 in UTC.
     public var parkedAt: String? {
-        properties.headers[WireHeader.parkedAt]?.textValue
+        properties.headerList[WireHeader.parkedAt]?.textValue
     }
 
     /// The size of the body in bytes.

@@ -213,7 +213,7 @@ struct Reply {
 
     /// Decodes a reply; returns `nil` when the message is not a well-formed reply.
     init?(_ delivery: Delivery) {
-        let headers = delivery.properties.headers
+        let headers = delivery.properties.headerList
         guard let correlationID = delivery.properties.correlationID,
               let cid = try? CID(validating: correlationID),
               let attempt = headers[WireHeader.attempt]?.integerValue,
@@ -237,23 +237,24 @@ struct Reply {
 
     /// Builds the reply message a worker publishes to the caller's `reply_to`.
     static func message(to replyTo: String, for invocation: Invocation, outcome: CallOutcome) -> OutgoingMessage {
-        var headers: FieldTable = [
-            WireHeader.version: .int64(WireHeader.currentVersion),
-            WireHeader.attempt: .int64(Int64(invocation.attempt)),
-        ]
+        var headers = HeaderList(capacity: 4)
+        headers.appendNew(WireHeader.attempt, .int64(Int64(invocation.attempt)))
         var body: [UInt8] = []
         var contentType = "application/json"
         switch outcome {
         case .success(let payload):
-            headers[WireHeader.status] = .text(ok)
+            headers.appendNew(WireHeader.status, .text(ok))
             body = payload.bytes
             contentType = payload.contentType
         case .failure(let message):
-            headers[WireHeader.status] = .text(error)
-            headers[WireHeader.error] = .text(WireHeader.boundedErrorMessage(message))
+            headers.appendNew(WireHeader.error, .text(WireHeader.boundedErrorMessage(message)))
+            headers.appendNew(WireHeader.status, .text(error))
         }
-        let properties = MessageProperties(contentType: contentType, headers: headers, deliveryMode: 1,
+        headers.appendNew(WireHeader.version, .int64(WireHeader.currentVersion))
+
+        var properties = MessageProperties(contentType: contentType, deliveryMode: 1,
                                            correlationID: invocation.cid.rawValue)
+        properties.headerList = headers
         // Not mandatory: a caller that gave up has no reply queue left, and that is no error.
         return OutgoingMessage(exchange: "", routingKey: replyTo, mandatory: false, properties: properties, body: body)
     }

@@ -114,13 +114,13 @@ extension WorkerSession {
     /// The handler does not run on the redelivered copy itself. Counting in a header of the
     /// message survives the death of the worker, which an in-memory count would not.
     private func countRedelivery(_ delivery: Delivery, _ reference: DeliveryReference, service: String) async {
-        let count = (delivery.properties.headers[WireHeader.redeliveries]?.integerValue ?? 0) + 1
+        let count = (delivery.properties.headerList[WireHeader.redeliveries]?.integerValue ?? 0) + 1
         guard count <= Int64(worker.configuration.redeliveryLimit) else {
             await parkRedelivered(delivery, reference, service: service, count: count)
             return
         }
         var properties = delivery.properties
-        properties.headers[WireHeader.redeliveries] = .int64(count)
+        properties.headerList[WireHeader.redeliveries] = .int64(count)
         logger.notice("an invocation was redelivered; requeueing it with its count", metadata: [
             LogKey.queue: TopologyNames.serviceQueue(service), "amqpretry.redeliveries": String(count),
             LogKey.cid: delivery.properties.correlationID.map { String($0.prefix(64)) } ?? "",
@@ -181,7 +181,7 @@ extension WorkerSession {
     /// other than `sync` or `callback`. A missing or unknown mode counts as a background
     /// invocation. Returns `nil` when any of them is missing.
     static func callbackTarget(of delivery: Delivery, service: String) -> Invocation? {
-        let headers = delivery.properties.headers
+        let headers = delivery.properties.headerList
         guard let correlationID = delivery.properties.correlationID,
               let cid = try? CID(validating: correlationID),
               let callback = headers[WireHeader.callback]?.textValue,
@@ -198,7 +198,7 @@ extension WorkerSession {
         return text == InvocationMode.sync.rawValue || text == InvocationMode.callback.rawValue
     }
 
-    private static func makeCallbackTarget(cid: CID, callback: String, attempt: Int?, headers: FieldTable,
+    private static func makeCallbackTarget(cid: CID, callback: String, attempt: Int?, headers: HeaderList,
                                            service: String) -> Invocation {
         return Invocation(
             cid: cid, mode: .async, target: service, attempt: max(1, min(attempt ?? 1, RetryOptions.maximumRepeats + 1)),
@@ -215,7 +215,7 @@ extension WorkerSession {
     /// Whether a delivery carries a redelivery count, so that a worker may have died while
     /// holding it, perhaps because its handler crashed.
     static func wasRedelivered(_ delivery: Delivery) -> Bool {
-        (delivery.properties.headers[WireHeader.redeliveries]?.integerValue ?? 0) >= 1
+        (delivery.properties.headerList[WireHeader.redeliveries]?.integerValue ?? 0) >= 1
     }
 
     /// Runs a redelivered invocation while the worker has no other redelivered one
@@ -235,7 +235,7 @@ extension WorkerSession {
 
         await worker.waitUntilOnlySuspect()
         logger.notice("running a redelivered invocation alone", metadata: metadata(invocation, [
-            "amqpretry.redeliveries": String(delivery.properties.headers[WireHeader.redeliveries]?.integerValue ?? 0),
+            "amqpretry.redeliveries": String(delivery.properties.headerList[WireHeader.redeliveries]?.integerValue ?? 0),
         ]))
 
         let outcome = await call(handler, invocation)
@@ -249,7 +249,7 @@ extension WorkerSession {
     private func postpone(_ delivery: Delivery, _ reference: DeliveryReference, invocation: Invocation) async {
         let milliseconds = Self.postponeMilliseconds
         var properties = delivery.properties
-        properties.headers = properties.headers.filter { key, _ in !Self.isDeadLetteringHeader(key) }
+        properties.headerList.removeAll(where: Self.isDeadLetteringHeader)
         if let expiration = Topology.retryExpiration(milliseconds: milliseconds, type: queueType) {
             properties.expiration = String(expiration)
         }
@@ -310,7 +310,8 @@ extension WorkerSession {
         }
         var properties = next.messageProperties(
             expirationMilliseconds: Topology.retryExpiration(milliseconds: delayMilliseconds, type: queueType))
-        properties.headers = Self.republishedHeaders(delivery.properties.headers, replacingWith: properties.headers)
+        properties.headerList = Self.republishedHeaders(delivery.properties.headerList,
+                                                        replacingWith: properties.headerList)
         let message = OutgoingMessage(
             exchange: TopologyNames.delayExchange(milliseconds: delayMilliseconds),
             routingKey: TopologyNames.serviceQueue(invocation.target), mandatory: true,
@@ -329,9 +330,10 @@ extension WorkerSession {
     ///
     /// Leaving `x-death` in place would make RabbitMQ count each retry as one more
     /// dead-lettering cycle of the same message.
-    static func republishedHeaders(_ original: FieldTable, replacingWith own: FieldTable) -> FieldTable {
-        var headers = original.filter { key, _ in !isDeadLetteringHeader(key) && !key.hasPrefix("amqpretry-") }
-        headers.merge(own) { _, new in new }
+    static func republishedHeaders(_ original: HeaderList, replacingWith own: HeaderList) -> HeaderList {
+        var headers = original
+        headers.removeAll { isDeadLetteringHeader($0) || $0.hasPrefix("amqpretry-") }
+        headers.merge(own)
         return headers
     }
 
@@ -399,7 +401,7 @@ extension WorkerSession {
             ? delivery.properties
             : MessageProperties(contentType: delivery.properties.contentType,
                                 correlationID: delivery.properties.correlationID.map { String($0.prefix(255)) })
-        properties.headers.merge(reason.headers(queue: queue)) { _, new in new }
+        properties.headerList.merge(HeaderList(reason.headers(queue: queue)))
         properties.deliveryMode = 2
         // A per-message TTL would make the broker delete the parked copy when it runs out.
         properties.expiration = nil
