@@ -260,14 +260,34 @@ enum FieldTableDecoder {
     /// once keeps its last value, as in ``table(_:depth:)``.
     static func headerList(_ table: amqp_table_t) -> HeaderList {
         var headers = HeaderList(capacity: Int(max(table.num_entries, 0)))
-        guard table.num_entries > 0, let entries = table.entries else {
+        guard table.num_entries > 0, let start = table.entries else {
             return headers
         }
-        for index in 0..<Int(table.num_entries) {
-            let entry = entries[index]
-            headers[knownName(entry.key) ?? String(amqpBytes: entry.key)] = value(entry.value, depth: 1)
+
+        let entries = UnsafeBufferPointer(start: start, count: Int(table.num_entries))
+        let hasRepeatedName = hasRepeatedName(entries)
+        for entry in entries {
+            let name = knownName(entry.key) ?? String(amqpBytes: entry.key)
+            if hasRepeatedName {
+                headers[name] = value(entry.value, depth: 1)
+            } else {
+                headers.appendNew(name, value(entry.value, depth: 1))
+            }
         }
         return headers
+    }
+
+    /// Returns whether two entries have the same name, comparing the bytes in C memory, which
+    /// costs less than comparing the names as strings.
+    private static func hasRepeatedName(_ entries: UnsafeBufferPointer<amqp_table_entry_t>) -> Bool {
+        for index in entries.indices {
+            let key = entries[index].key
+            for earlier in entries[..<index] where earlier.key.len == key.len
+                && (key.len == 0 || memcmp(earlier.key.bytes, key.bytes, key.len) == 0) {
+                return true
+            }
+        }
+        return false
     }
 
     /// AMQPRetry's header names, grouped by their length in bytes, so that decoding a header

@@ -48,6 +48,9 @@ public enum ServiceName {
     static func containsControlCharacter(_ name: String) -> Bool {
         var name = name
         return name.withUTF8 { bytes in
+            // Most names are printable ASCII, 0x20 to 0x7E, which one comparison per byte finds.
+            guard bytes.contains(where: { $0 &- 0x20 >= 0x5F }) else { return false }
+
             var previous: UInt8 = 0
             for byte in bytes {
                 if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte >= 0x80 && byte <= 0x9F) {
