@@ -37,8 +37,9 @@ final class CArena {
     /// Every buffer starts at a multiple of this, the alignment of `amqp_table_entry_t`.
     private static let alignment = 16
 
-    // One thread at a time uses an arena, so the runtime's exclusivity checks, which cost more
-    // than carving out a buffer, are turned off for its two fields.
+    // One thread at a time uses an arena: a connection's publish arena only under its loop's
+    // lock, and every other arena within one call. So the runtime's exclusivity checks, which
+    // cost more than carving out a buffer, are turned off for its two fields.
     @exclusivity(unchecked) private var blocks: [(pointer: UnsafeMutableRawPointer, capacity: Int)] = []
     @exclusivity(unchecked) private var used = 0
 
