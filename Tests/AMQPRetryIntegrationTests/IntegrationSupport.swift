@@ -564,6 +564,17 @@ class IntegrationTestCase: XCTestCase {
         return reader
     }
 
+    /// Starts reading the delay queue of a retry interval, which takes each retry published
+    /// there before the broker returns it to its service queue.
+    func readDelayQueue(milliseconds: Int64) async throws -> QueueReader {
+        let reader = try await QueueReader.start(queue: TopologyNames.delayQueue(milliseconds: milliseconds),
+                                                 topology: Topology.delay(milliseconds: milliseconds,
+                                                                          type: configuration.queueType),
+                                                 configuration: configuration)
+        readers.append(reader)
+        return reader
+    }
+
     /// Starts reading the shared parking queue, keeping only the messages parked from the
     /// queue of `service`.
     func readParkedMessages(of service: String) async throws -> QueueReader {

@@ -117,3 +117,110 @@ final class HeaderListTests: XCTestCase {
         XCTAssertEqual(invocation.headerList().table, invocation.headers())
     }
 }
+
+/// Header names that are not plain ASCII. Swift compares strings by canonical equivalence, so
+/// `"é"` (C3 A9) and `"e\u{301}"` (65 CC 81) are one dictionary key, and invalid UTF-8 names
+/// decode to U+FFFD. A ``HeaderList`` must treat names as ``FieldTable`` keys do.
+final class HeaderListNameEquivalenceTests: XCTestCase {
+    private static let precomposed = "\u{E9}"
+    private static let decomposed = "e\u{301}"
+
+    /// Decodes a librabbitmq table of 64-bit integer headers whose names are raw bytes.
+    private static func decodeBoth(_ headers: [(name: [UInt8], value: Int64)]) -> (list: HeaderList, table: FieldTable) {
+        let arena = CArena()
+        var entries = headers.map { header in
+            var value = amqp_field_value_t()
+            value.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue)
+            value.value.i64 = header.value
+            return amqp_table_entry_t(key: arena.bytes(header.name), value: value)
+        }
+        return entries.withUnsafeMutableBufferPointer { buffer in
+            let table = amqp_table_t(num_entries: Int32(buffer.count), entries: buffer.baseAddress)
+            return (FieldTableDecoder.headerList(table), FieldTableDecoder.table(table))
+        }
+    }
+
+    /// Decodes names as ``decodeBoth(_:)`` does, with the values 1, 2, 3 and so on.
+    private static func decodeBoth(names: [[UInt8]]) -> (list: HeaderList, table: FieldTable) {
+        decodeBoth(names.enumerated().map { (name: $0.element, value: Int64($0.offset + 1)) })
+    }
+
+    func testLookupFindsCanonicallyEquivalentName() {
+        let headers = HeaderList([Self.precomposed: .int64(1)])
+
+        XCTAssertEqual(headers[Self.decomposed], .int64(1))
+        XCTAssertEqual(HeaderList(["K": .int64(2)])["\u{212A}"], .int64(2), "KELVIN SIGN is canonically K")
+    }
+
+    func testSettingEquivalentNameReplacesValue() {
+        var headers = HeaderList()
+        headers[Self.precomposed] = .int64(1)
+        headers[Self.decomposed] = .int64(2)
+
+        XCTAssertEqual(headers.count, 1)
+        XCTAssertEqual(headers.table, [Self.precomposed: .int64(2)])
+    }
+
+    func testPropertiesWithEquivalentNamesAreEqual() {
+        let precomposed = MessageProperties(headers: [Self.precomposed: .int64(1)])
+        let decomposed = MessageProperties(headers: [Self.decomposed: .int64(1)])
+
+        XCTAssertEqual(precomposed.headers, decomposed.headers)
+        XCTAssertEqual(precomposed, decomposed)
+        XCTAssertEqual(precomposed.hashValue, decomposed.hashValue)
+    }
+
+    func testDecoderMergesInvalidUTF8Names() {
+        let decoded = Self.decodeBoth(names: [[0xFF], [0xFE], Array("app".utf8)])
+
+        XCTAssertEqual(decoded.table.count, 2)
+        XCTAssertEqual(decoded.list.count, 2)
+        XCTAssertEqual(decoded.list.table, decoded.table)
+        XCTAssertEqual(decoded.list["\u{FFFD}"], .int64(2))
+    }
+
+    func testDecoderMergesSameLengthEquivalents() {
+        // Two orders of the same combining marks: different bytes, one canonical string.
+        let first = "a\u{301}\u{316}"
+        let second = "a\u{316}\u{301}"
+        XCTAssertEqual(first, second)
+
+        let decoded = Self.decodeBoth(names: [Array(first.utf8), Array(second.utf8)])
+
+        XCTAssertEqual(decoded.list.count, 1)
+        XCTAssertEqual(decoded.list.table, decoded.table)
+        XCTAssertEqual(decoded.list[first], .int64(2))
+    }
+
+    func testDecoderMergesOtherLengthEquivalents() {
+        let decoded = Self.decodeBoth(names: [Array(Self.precomposed.utf8), Array(Self.decomposed.utf8)])
+
+        XCTAssertEqual(decoded.list.count, 1)
+        XCTAssertEqual(decoded.list.table, decoded.table)
+        XCTAssertEqual(decoded.list[Self.precomposed], .int64(2))
+    }
+
+    func testEqualDecodedListsHashAlike() {
+        let precomposed = Array(Self.precomposed.utf8)
+        let decomposed = Array(Self.decomposed.utf8)
+        let forward = Self.decodeBoth([(precomposed, 1), (decomposed, 2)]).list
+        let backward = Self.decodeBoth([(decomposed, 2), (precomposed, 1)]).list
+
+        // Each list keeps the last value it decoded, as a dictionary does, so the two differ.
+        XCTAssertEqual(forward.table, [Self.precomposed: .int64(2)])
+        XCTAssertEqual(backward.table, [Self.precomposed: .int64(1)])
+        XCTAssertNotEqual(forward, backward)
+        XCTAssertEqual(forward, HeaderList(forward.table))
+        XCTAssertEqual(forward.hashValue, HeaderList(forward.table).hashValue)
+    }
+
+    func testEncodedTableHasDistinctNames() {
+        let decoded = Self.decodeBoth(names: [[0xFF], [0xFE], Array(Self.precomposed.utf8), Array(Self.decomposed.utf8)])
+        let arena = CArena()
+        let table = arena.table(decoded.list)
+        let names = (0..<Int(table.num_entries)).map { [UInt8](amqpBytes: table.entries[$0].key) }
+
+        XCTAssertEqual(names.count, Set(names).count, "names written twice: \(names)")
+        XCTAssertEqual(FrameSize.tableSize(decoded.table), FrameSize.tableSize(decoded.list.table))
+    }
+}

@@ -266,29 +266,37 @@ enum FieldTableDecoder {
         }
 
         let entries = UnsafeBufferPointer(start: start, count: Int(table.num_entries))
-        let hasRepeatedName = hasRepeatedName(entries)
+        let namesAreDistinct = hasDistinctASCIINames(entries)
         for entry in entries {
             let name = knownName(entry.key) ?? String(amqpBytes: entry.key)
-            if hasRepeatedName {
-                headers[name] = value(entry.value, depth: 1)
-            } else {
+            if namesAreDistinct {
                 headers.appendNew(name, value(entry.value, depth: 1))
+            } else {
+                headers[name] = value(entry.value, depth: 1)
             }
         }
         return headers
     }
 
-    /// Returns whether two entries have the same name, comparing the bytes in C memory, which
-    /// costs less than comparing the names as strings.
-    private static func hasRepeatedName(_ entries: UnsafeBufferPointer<amqp_table_entry_t>) -> Bool {
+    /// Returns whether every name is ASCII and no two names have the same bytes, comparing the
+    /// bytes in C memory, which costs less than comparing the names as strings.
+    ///
+    /// Names with other bytes can differ as bytes and still be one string. Invalid UTF-8 such as
+    /// 0xFF and 0xFE decodes to U+FFFD for both, and `"\u{E9}"` equals `"e\u{301}"`, so for such
+    /// names the caller compares the decoded strings.
+    private static func hasDistinctASCIINames(_ entries: UnsafeBufferPointer<amqp_table_entry_t>) -> Bool {
         for index in entries.indices {
             let key = entries[index].key
+            if key.len > 0, let bytes = key.bytes,
+               UnsafeRawBufferPointer(start: bytes, count: key.len).contains(where: { $0 >= 0x80 }) {
+                return false
+            }
             for earlier in entries[..<index] where earlier.key.len == key.len
                 && (key.len == 0 || memcmp(earlier.key.bytes, key.bytes, key.len) == 0) {
-                return true
+                return false
             }
         }
-        return false
+        return true
     }
 
     /// AMQPRetry's header names, grouped by their length in bytes, so that decoding a header

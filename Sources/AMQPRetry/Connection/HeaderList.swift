@@ -1,6 +1,9 @@
 /// The application headers of a message as name-value pairs with distinct names, in the order
 /// they were decoded or added.
 ///
+/// Names are compared as `String`s, as ``FieldTable`` keys are. So two canonically equivalent
+/// names, such as `"\u{E9}"` and `"e\u{301}"`, are one name even though their UTF-8 bytes differ.
+///
 /// ``MessageProperties`` keeps its headers in this form so that decoding and publishing a
 /// message hash no names. For the dozen headers of an invocation, a linear search costs less
 /// than building a `Dictionary`, which hashes every name. ``MessageProperties/headers``
@@ -15,6 +18,11 @@ struct HeaderList: Sendable {
     /// The headers, each name once.
     private(set) var entries: [Entry] = []
 
+    /// Whether some name, added now or before, has a byte outside ASCII. Only such a name can
+    /// equal a name of another length in UTF-8, so while this is false, lookups skip every
+    /// name whose length differs. Removing headers leaves it as it is.
+    private var mayHaveNonASCIIName = false
+
     /// Creates an empty list with room for `capacity` headers.
     init(capacity: Int = 0) {
         entries.reserveCapacity(capacity)
@@ -23,6 +31,7 @@ struct HeaderList: Sendable {
     /// Creates the list of a field table's entries.
     init(_ table: FieldTable) {
         entries = table.map { Entry(name: $0.key, value: $0.value) }
+        mayHaveNonASCIIName = entries.contains { !Self.isASCII($0.name) }
     }
 
     /// The headers as a field table.
@@ -48,7 +57,7 @@ struct HeaderList: Sendable {
             switch (index(of: name), newValue) {
             case (let index?, let value?): entries[index].value = value
             case (let index?, nil): entries.remove(at: index)
-            case (nil, let value?): entries.append(Entry(name: name, value: value))
+            case (nil, let value?): append(name, value)
             case (nil, nil): break
             }
         }
@@ -57,6 +66,13 @@ struct HeaderList: Sendable {
     /// Appends a header whose name the list does not have yet, which the caller guarantees.
     mutating func appendNew(_ name: String, _ value: FieldValue) {
         assert(index(of: name) == nil, "header \(name) is already in the list")
+        append(name, value)
+    }
+
+    private mutating func append(_ name: String, _ value: FieldValue) {
+        if !mayHaveNonASCIIName && !Self.isASCII(name) {
+            mayHaveNonASCIIName = true
+        }
         entries.append(Entry(name: name, value: value))
     }
 
@@ -73,9 +89,21 @@ struct HeaderList: Sendable {
     }
 
     private func index(of name: String) -> Int? {
-        // Comparing lengths first skips most names without looking at their bytes.
+        // Comparing lengths first skips most names without looking at their bytes. Names of
+        // different lengths are equal only when one of them has a byte outside ASCII.
         let length = name.utf8.count
-        return entries.firstIndex { $0.name.utf8.count == length && $0.name == name }
+        if let index = entries.firstIndex(where: { $0.name.utf8.count == length && $0.name == name }) {
+            return index
+        }
+        guard mayHaveNonASCIIName || !Self.isASCII(name) else {
+            return nil
+        }
+        return entries.firstIndex { $0.name == name }
+    }
+
+    private static func isASCII(_ name: String) -> Bool {
+        name.utf8.withContiguousStorageIfAvailable { bytes in bytes.allSatisfy { $0 < 0x80 } }
+            ?? name.utf8.allSatisfy { $0 < 0x80 }
     }
 }
 
