@@ -109,18 +109,96 @@ final class ApplicationHeaderTests: IntegrationTestCase {
         XCTAssertEqual(recorder.count, 0)
     }
 
+    func testLongNameInArrayIsRejected() async throws {
+        let service = try await makeService("long-name")
+        let queue = TopologyNames.serviceQueue(service)
+        let reader = try await readQueue(of: service)
+        let longName = String(repeating: "n", count: 300)
+        let invalid = MessageProperties(headers: ["list": .array([.table([longName: .int8(1)])])])
+        let valid = MessageProperties(headers: ["list": .array([.table(["short": .int8(1)])])])
+
+        do {
+            try await broker.publish([OutgoingMessage(exchange: "", routingKey: queue, mandatory: true,
+                                                      properties: invalid, body: Array("invalid".utf8))])
+            XCTFail("a header name of 300 bytes inside an array was published")
+        } catch let error as AMQPError {
+            XCTAssertEqual(error.code, .invalidMessage, "\(error)")
+        }
+        try await broker.publish([OutgoingMessage(exchange: "", routingKey: queue, mandatory: true,
+                                                  properties: valid, body: Array("valid".utf8))])
+
+        let arrived = await eventually { !reader.messages.isEmpty }
+        XCTAssertTrue(arrived, "the valid message did not arrive within 10 s")
+        try? await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(reader.messages.map { String(decoding: $0.delivery.body, as: UTF8.self) }, ["valid"])
+    }
+
+    /// Sends a header whose name, 100 bytes of 0xFF, decodes to 300 bytes of U+FFFD, inside a
+    /// table in an array. The retry cannot carry that name, so the worker parks the message
+    /// without its headers instead of sending a frame that RabbitMQ cannot parse.
+    func testRepairedLongNameInArrayParks() async throws {
+        let service = try await makeService("repaired-name")
+        let milliseconds = Int64((try await makeRetryInterval() * 1000).rounded())
+        let recorder = CallRecorder()
+        try await startWorker([service: TestHandlers.alwaysFailing(recorder: recorder)])
+        let parked = try await readParkedMessages(of: service)
+
+        let invocation = Invocation(mode: .async, target: service,
+                                    options: try RetryOptions(repeats: 2, intervalMilliseconds: milliseconds),
+                                    payload: Payload(text: "work"))
+        let arena = CArena()
+        let innerEntry = UnsafeMutablePointer<amqp_table_entry_t>.allocate(capacity: 1)
+        defer { innerEntry.deallocate() }
+        innerEntry.initialize(to: amqp_table_entry_t(key: arena.bytes([UInt8](repeating: 0xFF, count: 100)),
+                                                     value: Self.integer(1)))
+        let element = UnsafeMutablePointer<amqp_field_value_t>.allocate(capacity: 1)
+        defer { element.deallocate() }
+        var table = amqp_field_value_t()
+        table.kind = UInt8(AMQP_FIELD_KIND_TABLE.rawValue)
+        table.value.table = amqp_table_t(num_entries: 1, entries: innerEntry)
+        element.initialize(to: table)
+        var list = amqp_field_value_t()
+        list.kind = UInt8(AMQP_FIELD_KIND_ARRAY.rawValue)
+        list.value.array = amqp_array_t(num_entries: 1, entries: element)
+        try Self.publishRaw(invocation, addingHeaders: [(Array("list".utf8), list)],
+                            to: TopologyNames.serviceQueue(service), configuration: configuration)
+
+        let arrived = await eventually { !parked.messages(correlationID: invocation.cid.rawValue).isEmpty }
+        XCTAssertTrue(arrived, "the message was not parked within 10 s")
+        try? await Task.sleep(for: .milliseconds(300))
+        let copies = parked.messages(correlationID: invocation.cid.rawValue)
+        XCTAssertEqual(copies.count, 1)
+        let reason = copies.first?.header(WireHeader.parkedReason) ?? ""
+        XCTAssertTrue(reason.hasPrefix(ParkReason.Code.undeliverable.rawValue + ":"), "parked with reason '\(reason)'")
+        XCTAssertNil(copies.first?.delivery.properties.headers["list"])
+        XCTAssertEqual(recorder.count, 1)
+    }
+
+    private static func integer(_ number: Int64) -> amqp_field_value_t {
+        var value = amqp_field_value_t()
+        value.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue)
+        value.value.i64 = number
+        return value
+    }
+
     /// Publishes an invocation through librabbitmq directly, with extra headers whose names
     /// are raw bytes, which a Swift `String` cannot carry.
     private static func publishRaw(_ invocation: Invocation, addingHeaders extra: [(name: [UInt8], value: Int64)],
+                                   to queue: String, configuration: ConnectionConfiguration) throws {
+        try publishRaw(invocation, addingHeaders: extra.map { ($0.name, integer($0.value)) }, to: queue,
+                       configuration: configuration)
+    }
+
+    /// Publishes an invocation through librabbitmq directly, with extra headers whose names
+    /// are raw bytes and whose values are librabbitmq field values.
+    private static func publishRaw(_ invocation: Invocation,
+                                   addingHeaders extra: [(name: [UInt8], value: amqp_field_value_t)],
                                    to queue: String, configuration: ConnectionConfiguration) throws {
         let arena = CArena()
         var properties = invocation.messageProperties().cProperties(in: arena)
         var entries = (0..<Int(properties.headers.num_entries)).map { properties.headers.entries[$0] }
         for header in extra {
-            var value = amqp_field_value_t()
-            value.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue)
-            value.value.i64 = header.value
-            entries.append(amqp_table_entry_t(key: arena.bytes(header.name), value: value))
+            entries.append(amqp_table_entry_t(key: arena.bytes(header.name), value: header.value))
         }
 
         let handle = try ConnectionHandle(configuration: configuration, connectionName: "amqpretry itest raw publisher")

@@ -71,4 +71,31 @@ final class FrameSizeTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("routing key is 300 bytes"), "\(error)")
         }
     }
+    func testLongHeaderNameAtAnyDepthIsRejected() {
+        let longName = String(repeating: "n", count: 256)
+        let cases: [(label: String, headers: FieldTable)] = [
+            ("top level", [longName: .int8(1)]),
+            ("nested table", ["outer": .table([longName: .int8(1)])]),
+            ("table in an array", ["list": .array([.int8(0), .table([longName: .int8(1)])])]),
+            ("table in an array in an array", ["list": .array([.array([.table([longName: .int8(1)])])])]),
+            ("array in a table", ["outer": .table(["list": .array([.table([longName: .int8(1)])])])]),
+        ]
+
+        for testCase in cases {
+            let message = OutgoingMessage(exchange: "", routingKey: "q",
+                                          properties: MessageProperties(headers: testCase.headers), body: [])
+            XCTAssertThrowsError(try FrameSize.validate(message, frameMax: 131_072), testCase.label) { error in
+                XCTAssertTrue("\(error)".contains("header name is 256 bytes"), "\(testCase.label): \(error)")
+            }
+        }
+    }
+
+    func testNameOf255BytesPasses() {
+        let name = String(repeating: "n", count: 255)
+        let headers: FieldTable = [name: .int8(1), "list": .array([.table([name: .int8(1)])])]
+        let message = OutgoingMessage(exchange: "", routingKey: "q", properties: MessageProperties(headers: headers),
+                                      body: [])
+
+        XCTAssertNoThrow(try FrameSize.validate(message, frameMax: 131_072))
+    }
 }

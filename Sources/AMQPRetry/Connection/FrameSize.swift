@@ -81,7 +81,10 @@ enum FrameSize {
         value.map { 1 + $0.utf8.count } ?? 0
     }
 
-    /// Throws when a header name, at any depth of nested tables, is longer than a short string.
+    /// Throws when a header name, in any table nested in the headers or in their arrays, is
+    /// longer than a short string. librabbitmq 0.11 writes only the low byte of such a name's
+    /// length and then all its bytes, so RabbitMQ cannot parse the frame and closes the
+    /// connection with 541 INTERNAL_ERROR.
     private static func checkHeaderNames(_ headers: HeaderList) throws(AMQPError) {
         for entry in headers.entries {
             try checkHeaderName(entry.name, entry.value)
@@ -98,8 +101,19 @@ enum FrameSize {
         if key.utf8.count > maximumShortString {
             throw invalid("a header name is \(key.utf8.count) bytes long; AMQP allows at most \(maximumShortString)")
         }
-        if case .table(let nested) = value {
+        try checkNestedHeaderNames(value)
+    }
+
+    private static func checkNestedHeaderNames(_ value: FieldValue) throws(AMQPError) {
+        switch value {
+        case .table(let nested):
             try checkHeaderNames(nested)
+        case .array(let elements):
+            for element in elements {
+                try checkNestedHeaderNames(element)
+            }
+        default:
+            break
         }
     }
 
