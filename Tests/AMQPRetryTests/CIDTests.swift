@@ -115,3 +115,35 @@ final class CIDTests: XCTestCase {
         }
     }
 }
+
+/// Checks ``CID/init(high:low:)`` against the digits of the same number as a `UInt128`.
+final class CIDDigitTests: XCTestCase {
+    private static func expectedText(high: UInt64, low: UInt64) -> String {
+        let number = UInt128(high) << 64 | UInt128(low)
+        let digits = (0..<27).map { position in
+            CID.alphabet[Int(number >> (5 * (26 - position)) & 0x1F)]
+        }
+        return "K" + String(decoding: digits, as: UTF8.self)
+    }
+
+    func testRandomNumbersMatchUInt128Digits() {
+        var generator = SystemRandomNumberGenerator()
+
+        for _ in 0..<5_000 {
+            let high = generator.next() as UInt64
+            let low = generator.next() as UInt64
+
+            XCTAssertEqual(CID(high: high, low: low).rawValue, Self.expectedText(high: high, low: low))
+        }
+    }
+
+    func testSingleBitsMatchUInt128Digits() {
+        for bit in 0..<128 {
+            let number = UInt128(1) << bit
+            let high = UInt64(truncatingIfNeeded: number >> 64)
+            let low = UInt64(truncatingIfNeeded: number)
+
+            XCTAssertEqual(CID(high: high, low: low).rawValue, Self.expectedText(high: high, low: low), "bit \(bit)")
+        }
+    }
+}

@@ -106,3 +106,90 @@ final class WireTimestampTests: XCTestCase {
                        "1970-01-01T00:00:05Z")
     }
 }
+
+/// Checks ``WireTimestamp/format(_:fractionDigits:utcDesignator:)`` against `String(format:)`,
+/// whose `%0*lld` pads a negative year as the wire format does, such as `-001` for 2 BC.
+final class WireTimestampPaddingTests: XCTestCase {
+    /// Formats with printf's conversions, from the same calendar fields.
+    private static func printfFormat(_ date: Date, fractionDigits: Int, utcDesignator: String) -> String {
+        let scale = (0..<fractionDigits).reduce(Int64(1)) { value, _ in value * 10 }
+        let ticks = Int64((date.timeIntervalSince1970 * Double(scale)).rounded())
+        var seconds = ticks / scale
+        var fraction = ticks % scale
+        if fraction < 0 {
+            seconds -= 1
+            fraction += scale
+        }
+        var days = seconds / 86_400
+        var secondOfDay = seconds % 86_400
+        if secondOfDay < 0 {
+            days -= 1
+            secondOfDay += 86_400
+        }
+        let (year, month, day) = civilDate(daysSince1970: days)
+
+        var text = String(format: "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld", year, month, day,
+                          secondOfDay / 3600, secondOfDay / 60 % 60, secondOfDay % 60)
+        if fractionDigits > 0 {
+            text += String(format: ".%0*lld", Int32(fractionDigits), fraction)
+        }
+        return text + utcDesignator
+    }
+
+    private static func date(year: Int64, month: Int64 = 1, day: Int64 = 1, seconds: Double = 0) -> Date {
+        Date(timeIntervalSince1970: Double(daysSince1970(year: year, month: month, day: day) * 86_400) + seconds)
+    }
+
+    func testYearsBeforeOneAndAfter9999() {
+        let cases: [(date: Date, expected: String)] = [
+            (Self.date(year: 0), "0000-01-01T00:00:00.000000+00:00"),
+            (Self.date(year: -1, month: 12, day: 31, seconds: 86_399.5), "-001-12-31T23:59:59.500000+00:00"),
+            (Self.date(year: -42, month: 3, day: 1), "-042-03-01T00:00:00.000000+00:00"),
+            (Self.date(year: -999), "-999-01-01T00:00:00.000000+00:00"),
+            (Self.date(year: -1000), "-1000-01-01T00:00:00.000000+00:00"),
+            (Self.date(year: -10_000), "-10000-01-01T00:00:00.000000+00:00"),
+            (Self.date(year: 7), "0007-01-01T00:00:00.000000+00:00"),
+            (Self.date(year: 99, month: 2, day: 28), "0099-02-28T00:00:00.000000+00:00"),
+            (Self.date(year: 200_000, month: 6, day: 15), "200000-06-15T00:00:00.000000+00:00"),
+        ]
+
+        for testCase in cases {
+            XCTAssertEqual(WireTimestamp.format(testCase.date), testCase.expected)
+        }
+    }
+
+    func testEveryFractionWidthMatchesPrintf() {
+        // Nine digits count nanoseconds in an Int64, which reaches only about 292 years from 1970.
+        let dates: [(date: Date, maximumDigits: Int)] = [
+            (Date(timeIntervalSince1970: 0), 9),
+            (Date(timeIntervalSince1970: -0.000_001), 9),
+            (Date(timeIntervalSince1970: 1_421_871_925.446454), 9),
+            (Date(timeIntervalSince1970: -2_208_988_800.5), 9),
+            (Date(timeIntervalSince1970: -62_135_596_800.5), 6),
+            (Self.date(year: -1, seconds: 0.123_456), 6),
+        ]
+
+        for (date, maximumDigits) in dates {
+            for digits in 0...maximumDigits {
+                XCTAssertEqual(WireTimestamp.format(date, fractionDigits: digits, utcDesignator: "Z"),
+                               Self.printfFormat(date, fractionDigits: digits, utcDesignator: "Z"),
+                               "\(date.timeIntervalSince1970) with \(digits) fraction digits")
+            }
+        }
+    }
+
+    func testRandomDatesMatchPrintf() {
+        var generator = SystemRandomNumberGenerator()
+
+        // Within 6e11 seconds, about 19,000 years, either side of 1970.
+        for _ in 0..<2_000 {
+            let seconds = Double.random(in: -6e11...6e11, using: &generator)
+            let digits = Int.random(in: 0...6, using: &generator)
+            let date = Date(timeIntervalSince1970: seconds)
+
+            XCTAssertEqual(WireTimestamp.format(date, fractionDigits: digits, utcDesignator: "+00:00"),
+                           Self.printfFormat(date, fractionDigits: digits, utcDesignator: "+00:00"),
+                           "\(seconds) with \(digits) fraction digits")
+        }
+    }
+}
