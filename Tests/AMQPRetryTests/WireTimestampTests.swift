@@ -105,6 +105,16 @@ final class WireTimestampTests: XCTestCase {
         XCTAssertEqual(WireTimestamp.format(Date(timeIntervalSince1970: 5), fractionDigits: 0, utcDesignator: "Z"),
                        "1970-01-01T00:00:05Z")
     }
+
+    func testFormatOfImpossibleDatesReturnsText() {
+        let nan = WireTimestamp.format(Date(timeIntervalSince1970: .nan))
+        let infinite = WireTimestamp.format(Date(timeIntervalSince1970: .infinity))
+        let negativeInfinite = WireTimestamp.format(Date(timeIntervalSince1970: -.infinity))
+
+        XCTAssertEqual(nan, "1970-01-01T00:00:00.000000+00:00")
+        XCTAssertEqual(infinite, "294247-01-10T04:00:54.774784+00:00")
+        XCTAssertEqual(negativeInfinite, "-290308-12-21T19:59:05.225216+00:00")
+    }
 }
 
 /// Checks ``WireTimestamp/format(_:fractionDigits:utcDesignator:)`` against `String(format:)`,

@@ -26,7 +26,7 @@ public enum WireTimestamp {
     /// such as `Z` or `+00:00`.
     static func format(_ date: Date, fractionDigits: Int, utcDesignator: String) -> String {
         let scale = power(of: 10, fractionDigits)
-        let ticks = Int64((date.timeIntervalSince1970 * Double(scale)).rounded())
+        let ticks = clampedTicks((date.timeIntervalSince1970 * Double(scale)).rounded())
 
         // Floor division, so that times before 1970 still get a fraction in 0..<scale.
         let (seconds, fraction) = floorDivide(ticks, by: scale)
@@ -90,8 +90,20 @@ func daysSince1970(year: Int64, month: Int64, day: Int64) -> Int64 {
 }
 
 private func floorDivide(_ value: Int64, by divisor: Int64) -> (quotient: Int64, remainder: Int64) {
-    let quotient = value >= 0 ? value / divisor : -((-value + divisor - 1) / divisor)
-    return (quotient, value - quotient * divisor)
+    // Truncating division rounds toward zero, so a negative remainder moves the quotient down
+    // by one. Unlike negating `value`, this cannot overflow.
+    let (quotient, remainder) = value.quotientAndRemainder(dividingBy: divisor)
+    return remainder < 0 ? (quotient - 1, remainder + divisor) : (quotient, remainder)
+}
+
+/// Converts a tick count to `Int64`, which a date beyond about 292,000 years from 1970 at
+/// microseconds exceeds. Such a tick count becomes the nearest one `Int64` holds, and NaN
+/// becomes 0, so that formatting an impossible date returns text instead of trapping.
+private func clampedTicks(_ ticks: Double) -> Int64 {
+    // The largest Double below 2^63, because Int64(2^63) traps.
+    let limit = 9_223_372_036_854_774_784.0
+    guard !ticks.isNaN else { return 0 }
+    return Int64(min(max(ticks, -limit), limit))
 }
 
 private func power(of base: Int64, _ exponent: Int) -> Int64 {
