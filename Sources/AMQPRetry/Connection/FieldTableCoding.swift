@@ -270,7 +270,7 @@ enum FieldTableDecoder {
         for entry in entries {
             let name = knownName(entry.key) ?? String(amqpBytes: entry.key)
             if namesAreDistinct {
-                headers.appendNew(name, value(entry.value, depth: 1))
+                headers.appendNew(name, value(entry.value, depth: 1), nameIsASCII: true)
             } else {
                 headers[name] = value(entry.value, depth: 1)
             }

@@ -64,13 +64,17 @@ struct HeaderList: Sendable {
     }
 
     /// Appends a header whose name the list does not have yet, which the caller guarantees.
-    mutating func appendNew(_ name: String, _ value: FieldValue) {
+    ///
+    /// A caller that knows the name is ASCII, as AMQPRetry's own header names are, passes
+    /// `nameIsASCII: true` to skip scanning it.
+    mutating func appendNew(_ name: String, _ value: FieldValue, nameIsASCII: Bool = false) {
         assert(index(of: name) == nil, "header \(name) is already in the list")
-        append(name, value)
+        assert(!nameIsASCII || Self.isASCII(name), "header \(name) is not ASCII")
+        append(name, value, nameIsASCII: nameIsASCII)
     }
 
-    private mutating func append(_ name: String, _ value: FieldValue) {
-        if !mayHaveNonASCIIName && !Self.isASCII(name) {
+    private mutating func append(_ name: String, _ value: FieldValue, nameIsASCII: Bool = false) {
+        if !nameIsASCII && !mayHaveNonASCIIName && !Self.isASCII(name) {
             mayHaveNonASCIIName = true
         }
         entries.append(Entry(name: name, value: value))

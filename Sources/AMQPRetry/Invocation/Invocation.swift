@@ -112,32 +112,32 @@ extension Invocation {
     /// which they are encoded.
     func headerList() -> HeaderList {
         var headers = HeaderList(capacity: 12)
-        headers.appendNew(WireHeader.attempt, .int64(Int64(attempt)))
+        headers.appendNew(WireHeader.attempt, .int64(Int64(attempt)), nameIsASCII: true)
         if let callback {
-            headers.appendNew(WireHeader.callback, .text(callback))
+            headers.appendNew(WireHeader.callback, .text(callback), nameIsASCII: true)
         }
         if let context {
-            headers.appendNew(WireHeader.context, .text(context.serialized()))
+            headers.appendNew(WireHeader.context, .text(context.serialized()), nameIsASCII: true)
         }
         if let options {
-            headers.appendNew(WireHeader.intervalMilliseconds, .int64(options.intervalMilliseconds))
+            headers.appendNew(WireHeader.intervalMilliseconds, .int64(options.intervalMilliseconds), nameIsASCII: true)
         }
         if let lastError {
-            headers.appendNew(WireHeader.lastError, .text(lastError))
+            headers.appendNew(WireHeader.lastError, .text(lastError), nameIsASCII: true)
         }
-        headers.appendNew(WireHeader.mode, .text(mode.rawValue))
+        headers.appendNew(WireHeader.mode, .text(mode.rawValue), nameIsASCII: true)
         if let origCID {
-            headers.appendNew(WireHeader.origCID, .text(origCID.rawValue))
+            headers.appendNew(WireHeader.origCID, .text(origCID.rawValue), nameIsASCII: true)
         }
         if let options {
-            headers.appendNew(WireHeader.repeats, .int64(Int64(options.repeats)))
+            headers.appendNew(WireHeader.repeats, .int64(Int64(options.repeats)), nameIsASCII: true)
         }
         if let requestTimestamp {
-            headers.appendNew(WireHeader.requestTimestamp, .text(requestTimestamp))
+            headers.appendNew(WireHeader.requestTimestamp, .text(requestTimestamp), nameIsASCII: true)
         }
-        headers.appendNew(WireHeader.source, .text(source))
-        headers.appendNew(WireHeader.target, .text(target))
-        headers.appendNew(WireHeader.version, .int64(WireHeader.currentVersion))
+        headers.appendNew(WireHeader.source, .text(source), nameIsASCII: true)
+        headers.appendNew(WireHeader.target, .text(target), nameIsASCII: true)
+        headers.appendNew(WireHeader.version, .int64(WireHeader.currentVersion), nameIsASCII: true)
         return headers
     }
 

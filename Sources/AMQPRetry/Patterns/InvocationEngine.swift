@@ -238,19 +238,19 @@ struct Reply {
     /// Builds the reply message a worker publishes to the caller's `reply_to`.
     static func message(to replyTo: String, for invocation: Invocation, outcome: CallOutcome) -> OutgoingMessage {
         var headers = HeaderList(capacity: 4)
-        headers.appendNew(WireHeader.attempt, .int64(Int64(invocation.attempt)))
+        headers.appendNew(WireHeader.attempt, .int64(Int64(invocation.attempt)), nameIsASCII: true)
         var body: [UInt8] = []
         var contentType = "application/json"
         switch outcome {
         case .success(let payload):
-            headers.appendNew(WireHeader.status, .text(ok))
+            headers.appendNew(WireHeader.status, .text(ok), nameIsASCII: true)
             body = payload.bytes
             contentType = payload.contentType
         case .failure(let message):
-            headers.appendNew(WireHeader.error, .text(WireHeader.boundedErrorMessage(message)))
-            headers.appendNew(WireHeader.status, .text(error))
+            headers.appendNew(WireHeader.error, .text(WireHeader.boundedErrorMessage(message)), nameIsASCII: true)
+            headers.appendNew(WireHeader.status, .text(error), nameIsASCII: true)
         }
-        headers.appendNew(WireHeader.version, .int64(WireHeader.currentVersion))
+        headers.appendNew(WireHeader.version, .int64(WireHeader.currentVersion), nameIsASCII: true)
 
         var properties = MessageProperties(contentType: contentType, deliveryMode: 1,
                                            correlationID: invocation.cid.rawValue)
