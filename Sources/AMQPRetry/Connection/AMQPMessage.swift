@@ -7,6 +7,9 @@ public struct MessageProperties: Sendable, Hashable {
     /// The content encoding of the body, such as `gzip`.
     public var contentEncoding: String?
     /// Application headers.
+    ///
+    /// Each read builds a new table from the stored headers, so code that reads several
+    /// headers should keep the table in a local.
     public var headers: FieldTable {
         get { headerList.table }
         set { headerList = HeaderList(newValue) }
