@@ -8,15 +8,12 @@ import XCTest
 /// before the broker returns it to the service queue.
 final class ApplicationHeaderTests: IntegrationTestCase {
     func testRetryKeepsApplicationHeaders() async throws {
-        let service = try await makeService("app-headers")
-        let milliseconds = Int64((try await makeRetryInterval() * 1000).rounded())
-        let recorder = CallRecorder()
-        try await startWorker([service: TestHandlers.alwaysFailing(recorder: recorder)])
-        let retries = try await readDelayQueue(milliseconds: milliseconds)
+        let failing = try await startFailingService("app-headers")
+        let recorder = failing.recorder
+        let service = failing.service
+        let retries = try await readDelayQueue(milliseconds: failing.intervalMilliseconds)
 
-        let invocation = Invocation(mode: .async, target: service,
-                                    options: try RetryOptions(repeats: 2, intervalMilliseconds: milliseconds),
-                                    payload: Payload(text: "work"))
+        let invocation = try failing.invocation()
         var properties = invocation.messageProperties()
         let nested: FieldValue = .table(["inner": .array([.int64(1), .text("two")])])
         properties.headers["app-tenant"] = .text("tenant-1")
@@ -51,15 +48,12 @@ final class ApplicationHeaderTests: IntegrationTestCase {
     /// UTF-8, which decodes to U+FFFD, and the two forms of "é". The worker keeps one header
     /// for each.
     func testRetryMergesNamesThatDecodeAlike() async throws {
-        let service = try await makeService("raw-names")
-        let milliseconds = Int64((try await makeRetryInterval() * 1000).rounded())
-        let recorder = CallRecorder()
-        try await startWorker([service: TestHandlers.alwaysFailing(recorder: recorder)])
-        let retries = try await readDelayQueue(milliseconds: milliseconds)
+        let failing = try await startFailingService("raw-names")
+        let recorder = failing.recorder
+        let service = failing.service
+        let retries = try await readDelayQueue(milliseconds: failing.intervalMilliseconds)
 
-        let invocation = Invocation(mode: .async, target: service,
-                                    options: try RetryOptions(repeats: 2, intervalMilliseconds: milliseconds),
-                                    payload: Payload(text: "work"))
+        let invocation = try failing.invocation()
         let rawHeaders: [(name: [UInt8], value: Int64)] = [
             ([0xFF], 5), ([0xFE], 5), (Array("\u{E9}".utf8), 6), (Array("e\u{301}".utf8), 6),
         ]
@@ -137,15 +131,12 @@ final class ApplicationHeaderTests: IntegrationTestCase {
     /// table in an array. The retry cannot carry that name, so the worker parks the message
     /// without its headers instead of sending a frame that RabbitMQ cannot parse.
     func testRepairedLongNameInArrayParks() async throws {
-        let service = try await makeService("repaired-name")
-        let milliseconds = Int64((try await makeRetryInterval() * 1000).rounded())
-        let recorder = CallRecorder()
-        try await startWorker([service: TestHandlers.alwaysFailing(recorder: recorder)])
-        let parked = try await readParkedMessages(of: service)
+        let failing = try await startFailingService("repaired-name")
+        let recorder = failing.recorder
+        let service = failing.service
+        let parked = try await readParkedMessages(of: failing.service)
 
-        let invocation = Invocation(mode: .async, target: service,
-                                    options: try RetryOptions(repeats: 2, intervalMilliseconds: milliseconds),
-                                    payload: Payload(text: "work"))
+        let invocation = try failing.invocation()
         let arena = CArena()
         let innerEntry = UnsafeMutablePointer<amqp_table_entry_t>.allocate(capacity: 1)
         defer { innerEntry.deallocate() }
@@ -172,6 +163,29 @@ final class ApplicationHeaderTests: IntegrationTestCase {
         XCTAssertTrue(reason.hasPrefix(ParkReason.Code.undeliverable.rawValue + ":"), "parked with reason '\(reason)'")
         XCTAssertNil(copies.first?.delivery.properties.headers["list"])
         XCTAssertEqual(recorder.count, 1)
+    }
+
+    /// A service whose handler always fails, run by a worker, and the retry interval of the
+    /// invocations that the tests send it.
+    private struct FailingService {
+        let service: String
+        let intervalMilliseconds: Int64
+        let recorder: CallRecorder
+
+        /// Makes a background invocation of the service with 2 repeats at the interval.
+        func invocation() throws -> Invocation {
+            Invocation(mode: .async, target: service,
+                       options: try RetryOptions(repeats: 2, intervalMilliseconds: intervalMilliseconds),
+                       payload: Payload(text: "work"))
+        }
+    }
+
+    private func startFailingService(_ name: String) async throws -> FailingService {
+        let service = try await makeService(name)
+        let milliseconds = Int64((try await makeRetryInterval() * 1000).rounded())
+        let recorder = CallRecorder()
+        try await startWorker([service: TestHandlers.alwaysFailing(recorder: recorder)])
+        return FailingService(service: service, intervalMilliseconds: milliseconds, recorder: recorder)
     }
 
     private static func integer(_ number: Int64) -> amqp_field_value_t {

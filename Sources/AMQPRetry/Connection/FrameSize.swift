@@ -41,9 +41,7 @@ enum FrameSize {
         size += shortStringSize(properties.expiration) + shortStringSize(properties.messageID)
         size += shortStringSize(properties.type) + shortStringSize(properties.appID)
         if !properties.headerList.isEmpty {
-            size += properties.headerList.entries.reduce(4) { size, entry in
-                size + 1 + entry.name.utf8.count + valueSize(entry.value)
-            }
+            size += properties.headerList.entries.reduce(4) { $0 + entrySize(name: $1.name, value: $1.value) }
         }
         if properties.deliveryMode != nil {
             size += 1
@@ -56,9 +54,12 @@ enum FrameSize {
 
     /// Returns the encoded size of a field table, including its 4-byte length.
     static func tableSize(_ table: FieldTable) -> Int {
-        table.reduce(4) { size, entry in
-            size + 1 + entry.key.utf8.count + valueSize(entry.value)
-        }
+        table.reduce(4) { $0 + entrySize(name: $1.key, value: $1.value) }
+    }
+
+    /// Returns the encoded size of one table entry: its name as a short string, then its value.
+    private static func entrySize(name: String, value: FieldValue) -> Int {
+        1 + name.utf8.count + valueSize(value)
     }
 
     /// Returns the encoded size of a field value, including its type byte.
