@@ -69,7 +69,7 @@ final class AMQPConnection: Sendable {
     let wakeup: Wakeup
     private let nextConsumerID = Atomic<UInt64>(1)
     /// Topology items declared on this connection, so each is declared once, not per publish.
-    let declaredTopology = Locked<Set<TopologyItem>>([])
+    let declaredTopology = Locked(DeclaredTopology())
     /// The loop that publishes on an idle connection from the caller's thread, from ``start()``
     /// until the I/O thread ends.
     let idlePublisher = Locked<ConnectionLoop?>(nil)
