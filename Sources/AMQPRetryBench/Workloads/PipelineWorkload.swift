@@ -5,8 +5,11 @@ struct PipelineWorkload: Sendable {
     /// Handlers that run at once in the AMQPRetry worker, and the prefetch count of every
     /// consumer on both sides.
     static let concurrency = 64
-    /// `invokeAsync` calls the AMQPRetry client keeps in flight at full load.
-    static let callsInFlight = 500
+    /// `invokeAsync` calls the AMQPRetry client keeps in flight at full load: the baseline's
+    /// confirm batch, so that neither side has more invocations unconfirmed than the other.
+    /// With more, the client runs further ahead of the worker, and the longer service queue costs
+    /// the broker more CPU per message.
+    static let callsInFlight = baselineConfirmBatch
     /// Invocations the baseline publishes between two waits for publisher confirms.
     static let baselineConfirmBatch = 100
 
