@@ -294,4 +294,49 @@ final class OutboundFramesTests: XCTestCase {
         XCTAssertFalse(frames.hasPartialWrite)
         XCTAssertEqual(Self.drain(pair[1]).count, total)
     }
+
+    /// Writes everything buffered in `frames` to a socket pair whose far end a thread reads.
+    private static func writeAll(_ frames: OutboundFrames) throws {
+        var pair: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
+        defer { pair.forEach { close($0) } }
+        Self.setNonBlocking(pair[1])
+        let (reader, _, finished) = Self.startReading(pair[1], count: frames.count)
+        reader.start()
+        try frames.write(to: pair[0], timeout: .seconds(10))
+        XCTAssertEqual(finished.wait(timeout: .now() + 60), .success)
+    }
+
+    func testGrownBufferKeptUntilSmallWrites() throws {
+        let arena = CArena()
+        let frames = OutboundFrames(frameMax: Int(Self.frameMax))
+        let normal = frames.capacity
+        try Self.largePublish(into: frames, arena: arena, bodySize: 2 << 20)
+        try Self.writeAll(frames)
+        let grown = frames.capacity
+        XCTAssertGreaterThan(grown, 2 << 20)
+
+        var ack = amqp_basic_ack_t(delivery_tag: 1, multiple: 0)
+        for _ in 0..<31 {
+            try frames.appendMethod(AMQP_BASIC_ACK_METHOD, channel: 1, decoded: &ack)
+            try Self.writeAll(frames)
+        }
+        XCTAssertEqual(frames.capacity, grown)
+
+        try frames.appendMethod(AMQP_BASIC_ACK_METHOD, channel: 1, decoded: &ack)
+        try Self.writeAll(frames)
+        XCTAssertEqual(frames.capacity, normal)
+    }
+
+    func testHugeBufferGivenBackAfterWrite() throws {
+        let arena = CArena()
+        let frames = OutboundFrames(frameMax: Int(Self.frameMax))
+        let normal = frames.capacity
+        try Self.largePublish(into: frames, arena: arena, bodySize: 5 << 20)
+        XCTAssertGreaterThan(frames.capacity, 5 << 20)
+
+        try Self.writeAll(frames)
+
+        XCTAssertEqual(frames.capacity, normal)
+    }
 }

@@ -12,17 +12,29 @@ final class OutboundFrames {
     private static let frameHeaderSize = 7
     private static let frameEndSize = 1
     private static let frameEnd: UInt8 = 0xCE
-    /// A buffer that grew past this size for one large message is given back after its write.
+    /// A buffer that grew past this size is given back once ``writesBeforeShrinking`` writes in a
+    /// row used less than a quarter of it.
     private static let retainedCapacity = 1 << 20
+    /// A buffer that grew past this size, for one large message, is given back after its write.
+    private static let keptCapacity = 4 << 20
+    /// Under a steady load of large messages most turns need the grown buffer again, and growing
+    /// it anew copies everything encoded so far. So it is kept until this many smaller writes.
+    ///
+    /// NOTE: a connection that goes idle right after a burst keeps up to ``keptCapacity`` bytes
+    /// until its next writes.
+    private static let writesBeforeShrinking = 32
 
     private var storage: UnsafeMutableRawPointer
-    private var capacity: Int
+    /// The size of the buffer in bytes.
+    private(set) var capacity: Int
     /// The number of encoded bytes in the buffer, those already sent included.
     private(set) var count = 0
     /// The bytes at the front of the buffer that ``writeWithoutWaiting(to:)`` sent before the
     /// socket stopped taking more. The next write continues after them.
     private var sent = 0
     private let frameMax: Int
+    /// Writes in a row that used less than a quarter of a buffer grown past ``retainedCapacity``.
+    private var smallWrites = 0
 
     /// Creates an empty buffer for a connection whose negotiated `frame_max` is `frameMax`.
     init(frameMax: Int) {
@@ -118,9 +130,9 @@ final class OutboundFrames {
     }
 
     private func finishWrite() {
+        shrinkAfterLargeWrites(used: count)
         count = 0
         sent = 0
-        shrinkAfterLargeWrite()
     }
 
     private func appendContentHeader(channel: amqp_channel_t, properties: inout amqp_basic_properties_t,
@@ -172,9 +184,15 @@ final class OutboundFrames {
         capacity = newCapacity
     }
 
-    private func shrinkAfterLargeWrite() {
+    private func shrinkAfterLargeWrites(used: Int) {
         let normal = 2 * frameMax
         guard capacity > max(Self.retainedCapacity, normal) else { return }
+        if capacity <= Self.keptCapacity {
+            smallWrites = used < capacity / 4 ? smallWrites + 1 : 0
+            guard smallWrites >= Self.writesBeforeShrinking else { return }
+        }
+
+        smallWrites = 0
         storage.deallocate()
         storage = UnsafeMutableRawPointer.allocate(byteCount: normal, alignment: 8)
         capacity = normal
