@@ -151,14 +151,9 @@ extension CallbackBody {
     public func encoded() -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(512 + (response?.utf8.count ?? 0) + (error?.utf8.count ?? 0))
-        output.append(UInt8(ascii: "{"))
-        for (index, member) in sortedMembers.enumerated() {
-            if index > 0 {
-                output.append(UInt8(ascii: ","))
-            }
-            JSONValue.writeString(member.key.rawValue, to: &output)
-            output.append(UInt8(ascii: ":"))
-            member.value.write(to: &output)
+        for (key, value) in zip(Self.encodedKeys, memberValues) {
+            output.append(contentsOf: key)
+            value.write(to: &output)
         }
         output.append(UInt8(ascii: "}"))
         return output
@@ -184,28 +179,40 @@ extension CallbackBody {
 
     /// The body as a JSON object with every key; absent optional values are `null`.
     private var jsonValue: JSONValue {
-        .object(Dictionary(uniqueKeysWithValues: sortedMembers.map { ($0.key.rawValue, $0.value) }))
+        .object(Dictionary(uniqueKeysWithValues: zip(Self.memberKeys.map(\.rawValue), memberValues)))
     }
 
-    /// Every member of the JSON object, in the order of their keys' UTF-8 bytes, so that
-    /// ``encoded()`` writes them as `JSONValue` writes an object without sorting them.
-    private var sortedMembers: [(key: CodingKeys, value: JSONValue)] {
+    /// Every key of the JSON object, in the order of their UTF-8 bytes, so that ``encoded()``
+    /// writes the members as `JSONValue` writes an object, without sorting them.
+    private static let memberKeys: [CodingKeys] = [
+        .attempts, .callCID, .context, .error, .ok, .origCID, .requestTimestamp, .responseTimestamp, .response,
+        .responseContentType, .responseEncoding, .retryRepeats, .retrySeconds, .source, .target,
+    ]
+
+    /// ``memberKeys`` as ``encoded()`` writes them: `{` or `,`, the quoted key and `:`. The keys
+    /// contain no character that JSON escapes.
+    private static let encodedKeys: [[UInt8]] = memberKeys.enumerated().map { index, key in
+        Array((index == 0 ? "{" : ",").utf8) + Array("\"\(key.rawValue)\":".utf8)
+    }
+
+    /// The value of each key of ``memberKeys``, in the same order.
+    private var memberValues: [JSONValue] {
         [
-            (.attempts, .number(Double(attempts))),
-            (.callCID, .string(callCID)),
-            (.context, context ?? .null),
-            (.error, error.map(JSONValue.string) ?? .null),
-            (.ok, .bool(ok)),
-            (.origCID, .string(origCID)),
-            (.requestTimestamp, .string(requestTimestamp)),
-            (.responseTimestamp, .string(responseTimestamp)),
-            (.response, response.map(JSONValue.string) ?? .null),
-            (.responseContentType, responseContentType.map(JSONValue.string) ?? .null),
-            (.responseEncoding, responseEncoding.map(JSONValue.string) ?? .null),
-            (.retryRepeats, .number(Double(retryRepeats))),
-            (.retrySeconds, .number(retrySeconds)),
-            (.source, .string(source)),
-            (.target, .string(target)),
+            .number(Double(attempts)),
+            .string(callCID),
+            context ?? .null,
+            error.map(JSONValue.string) ?? .null,
+            .bool(ok),
+            .string(origCID),
+            .string(requestTimestamp),
+            .string(responseTimestamp),
+            response.map(JSONValue.string) ?? .null,
+            responseContentType.map(JSONValue.string) ?? .null,
+            responseEncoding.map(JSONValue.string) ?? .null,
+            .number(Double(retryRepeats)),
+            .number(retrySeconds),
+            .string(source),
+            .string(target),
         ]
     }
 }

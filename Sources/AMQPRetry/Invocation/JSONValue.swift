@@ -123,23 +123,15 @@ extension JSONValue {
     /// UTF-8 sequence is ASCII, so every other byte is copied unchanged, in runs.
     static func writeString(_ value: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
-        let copiedInRuns: Void? = value.utf8.withContiguousStorageIfAvailable { bytes in
+        var value = value
+        value.withUTF8 { bytes in
             var runStart = 0
-            for (index, byte) in bytes.enumerated() where needsEscape(byte) {
+            for index in bytes.indices where needsEscape(bytes[index]) {
                 output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
-                writeEscape(byte, to: &output)
+                writeEscape(bytes[index], to: &output)
                 runStart = index + 1
             }
             output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
-        }
-        if copiedInRuns == nil {
-            for byte in value.utf8 {
-                if needsEscape(byte) {
-                    writeEscape(byte, to: &output)
-                } else {
-                    output.append(byte)
-                }
-            }
         }
         output.append(UInt8(ascii: "\""))
     }
