@@ -67,9 +67,9 @@ final class DeclaredTopologyTests: XCTestCase {
     func testWaitRefusedWithoutDeclaration() async {
         var topology = DeclaredTopology()
 
-        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+        await withCheckedContinuation { (waiter: DeclaredTopology.Waiter) in
             XCTAssertFalse(topology.wait(for: first, waiter))
-            waiter.resume()
+            waiter.resume(returning: nil)
         }
     }
 
@@ -80,7 +80,7 @@ final class DeclaredTopologyTests: XCTestCase {
         let registered = expectation(description: "the waiter is registered")
 
         let waiter = Task {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            await withCheckedContinuation { (continuation: DeclaredTopology.Waiter) in
                 XCTAssertTrue(topology.withLock { $0.wait(for: item, continuation) })
                 registered.fulfill()
             }
@@ -91,7 +91,7 @@ final class DeclaredTopologyTests: XCTestCase {
         let waiters = topology.withLock { $0.finish([item], declared: true) }
         XCTAssertEqual(waiters.count, 1)
         for continuation in waiters {
-            continuation.resume()
+            continuation.resume(returning: nil)
         }
 
         let claimAfterWait = await waiter.value

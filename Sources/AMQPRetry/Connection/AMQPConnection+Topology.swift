@@ -2,7 +2,7 @@ extension AMQPConnection {
     /// Declares the items this connection has not declared yet.
     ///
     /// Callers that need an item another caller is declaring wait for that declaration instead
-    /// of sending their own.
+    /// of sending their own, and throw its error when it fails.
     func ensureDeclared(_ items: [TopologyItem]) async throws(AMQPError) {
         // Each pass returns, or declares items, or waits for one item that another caller is
         // declaring. An item leaves the in-flight set when its declaration ends, so the loop ends.
@@ -13,7 +13,9 @@ extension AMQPConnection {
             }
 
             guard let pending = claim.pending else { return }
-            await waitForDeclaration(of: pending)
+            if let error = await waitForDeclaration(of: pending) {
+                throw error
+            }
         }
     }
 
@@ -21,32 +23,38 @@ extension AMQPConnection {
         do {
             _ = try await declare(items)
         } catch {
-            resume(declaredTopology.withLock { $0.finish(items, declared: false) })
+            resume(declaredTopology.withLock { $0.finish(items, declared: false) }, with: error)
             throw error
         }
-        resume(declaredTopology.withLock { $0.finish(items, declared: true) })
+        resume(declaredTopology.withLock { $0.finish(items, declared: true) }, with: nil)
     }
 
-    private func waitForDeclaration(of item: TopologyItem) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+    /// Waits until another caller's declaration of `item` ends, and returns its error.
+    ///
+    /// NOTE: the wait does not end when the caller's task is cancelled. It ends with the
+    /// declaration it waits for, within one `operation_timeout`.
+    private func waitForDeclaration(of item: TopologyItem) async -> AMQPError? {
+        await withCheckedContinuation { (continuation: DeclaredTopology.Waiter) in
             let waiting = declaredTopology.withLock { $0.wait(for: item, continuation) }
             if !waiting {
-                continuation.resume()
+                continuation.resume(returning: nil)
             }
         }
     }
 
-    private func resume(_ waiters: [CheckedContinuation<Void, Never>]) {
+    private func resume(_ waiters: [DeclaredTopology.Waiter], with error: AMQPError?) {
         for waiter in waiters {
-            waiter.resume()
+            waiter.resume(returning: error)
         }
     }
 
     /// Declares `topology` where needed, publishes the messages and waits for their confirms,
     /// then acknowledges `delivery`.
     ///
-    /// A message returned as unroutable means that someone deleted a queue or exchange after it
-    /// was declared here, so the topology is declared again and the messages published once more.
+    /// A message returned as unroutable means that someone deleted a queue after it was declared
+    /// here. A publish to an exchange someone deleted is not returned: the broker closes the
+    /// channel with 404 NOT_FOUND. In both cases the topology is declared again and the messages
+    /// published once more.
     func publish(
         _ messages: [OutgoingMessage],
         declaring topology: [TopologyItem],
@@ -55,10 +63,16 @@ extension AMQPConnection {
         try await ensureDeclared(topology)
         do {
             try await publish(messages, thenAcknowledge: delivery)
-        } catch where error.code == .unroutable {
+        } catch where Self.showsMissingTopology(error, topology: topology) {
             declaredTopology.withLock { $0.forget(topology) }
             try await ensureDeclared(topology)
             try await publish(messages, thenAcknowledge: delivery)
         }
+    }
+
+    /// Returns whether a failed publish means that a queue or exchange declared here no longer
+    /// exists.
+    private static func showsMissingTopology(_ error: AMQPError, topology: [TopologyItem]) -> Bool {
+        error.code == .unroutable || (error.replyCode == 404 && !topology.isEmpty)
     }
 }
