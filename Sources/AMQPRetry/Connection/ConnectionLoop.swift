@@ -502,7 +502,14 @@ extension ConnectionLoop {
         guard let handle else { return }
         do {
             try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
-                for _ in 0..<Self.maximumEventsPerTurn {
+                for index in 0..<Self.maximumEventsPerTurn {
+                    // The first read also lets librabbitmq send and check heartbeats. After it,
+                    // an empty buffer ends the turn: one more read would only find the socket
+                    // empty, at the cost of a `recv` and a `poll`, and the next turn's `poll`
+                    // returns at once when more has arrived.
+                    if index > 0 && !handle.hasBufferedFrames {
+                        break
+                    }
                     guard let event = try handle.nextEvent() else { break }
                     try handleEvent(event)
                     if self.handle == nil { break }
