@@ -123,4 +123,67 @@ final class AcknowledgementQueueTests: XCTestCase {
         XCTAssertEqual(queue.takeAcks(), [Ack(deliveryTag: 1001, multiple: true)])
         XCTAssertFalse(queue.ackDue(1000))
     }
+
+    func testHeldTagJoinsLaterMultipleAck() {
+        var queue = queue(delivered: 1...3)
+        queue.replacementPublished(1)
+        XCTAssertTrue(queue.ackDue(2))
+
+        XCTAssertEqual(queue.takeAcks(now: 100, holdLimit: 50), [])
+        XCTAssertEqual(queue.heldSince, 100)
+        XCTAssertTrue(queue.isDue(2))
+
+        XCTAssertTrue(queue.ackDue(1))
+        XCTAssertEqual(queue.takeAcks(now: 120, holdLimit: 50), [Ack(deliveryTag: 2, multiple: true)])
+        XCTAssertNil(queue.heldSince)
+        XCTAssertFalse(queue.isDue(2))
+    }
+
+    func testHeldTagAckedAloneAfterLimit() {
+        var queue = queue(delivered: 1...3)
+        queue.replacementPublished(1)
+        XCTAssertTrue(queue.ackDue(2))
+        XCTAssertEqual(queue.takeAcks(now: 100, holdLimit: 50), [])
+
+        XCTAssertEqual(queue.takeAcks(now: 149, holdLimit: 50), [])
+        XCTAssertEqual(queue.takeAcks(now: 150, holdLimit: 50), [Ack(deliveryTag: 2, multiple: false)])
+        XCTAssertNil(queue.heldSince)
+    }
+
+    func testHoldLimitCountsFromFirstHeldTag() {
+        var queue = queue(delivered: 1...4)
+        queue.replacementPublished(1)
+        queue.replacementPublished(3)
+        XCTAssertTrue(queue.ackDue(2))
+        XCTAssertEqual(queue.takeAcks(now: 100, holdLimit: 50), [])
+        XCTAssertTrue(queue.ackDue(4))
+        XCTAssertEqual(queue.takeAcks(now: 140, holdLimit: 50), [])
+
+        let acks = queue.takeAcks(now: 150, holdLimit: 50)
+
+        XCTAssertEqual(acks, [Ack(deliveryTag: 2, multiple: false), Ack(deliveryTag: 4, multiple: false)])
+    }
+
+    func testFrontRunGoesOutWhileOthersAreHeld() {
+        var queue = queue(delivered: 1...4)
+        queue.replacementPublished(3)
+        for tag: UInt64 in [1, 2, 4] {
+            XCTAssertTrue(queue.ackDue(tag))
+        }
+
+        XCTAssertEqual(queue.takeAcks(now: 100, holdLimit: 50), [Ack(deliveryTag: 2, multiple: true)])
+        XCTAssertEqual(queue.heldSince, 100)
+        XCTAssertTrue(queue.isDue(4))
+    }
+
+    func testTagStillInHandlerIsNotWaitedFor() {
+        var queue = queue(delivered: 1...3)
+        queue.replacementPublished(1)
+        XCTAssertTrue(queue.ackDue(3))
+
+        let acks = queue.takeAcks(now: 100, holdLimit: 50)
+
+        XCTAssertEqual(acks, [Ack(deliveryTag: 3, multiple: false)])
+        XCTAssertNil(queue.heldSince)
+    }
 }

@@ -45,8 +45,14 @@ final class ConnectionLoop: @unchecked Sendable {
     /// same turn go out as one `basic.ack` with `multiple` set where AMQP allows it.
     private var acknowledgements = AcknowledgementQueue()
     /// The completions of publish requests whose messages are confirmed and whose delivery's ack
-    /// is due. Each runs once that ack is written.
-    private var completionsAwaitingAck: [AMQPConnection.Completion] = []
+    /// is due, by delivery tag. Each runs once that ack is written.
+    private var completionsAwaitingAck: [(deliveryTag: UInt64, completion: AMQPConnection.Completion)] = []
+    /// How long, in nanoseconds, a due ack may wait for the acks of lower tags whose replacements
+    /// wait for their confirms, so that one ack with `multiple` set settles them all. Confirms
+    /// normally arrive within milliseconds; the limit bounds the wait when they stall.
+    private static let ackHoldLimit: UInt64 = 20_000_000
+    /// Whether the application asked to close the connection, so that no ack is held.
+    private var closeRequested = false
     /// The completions whose ack is encoded and waits in the handle's buffer for ``writeOutput()``.
     private var completionsAwaitingWrite: [AMQPConnection.Completion] = []
 
@@ -98,6 +104,7 @@ final class ConnectionLoop: @unchecked Sendable {
     private func turn() -> Bool {
         let wait = stateLock.withLock { _ -> PollRequest? in
             let closing = takeCommands()
+            closeRequested = closing
             if handle == nil {
                 reconnectIfDue()
             }
@@ -434,6 +441,8 @@ extension ConnectionLoop {
         }
         if request.messages.isEmpty {
             try completeGroup(groupID)
+        } else if let delivery = request.acknowledging {
+            acknowledgements.replacementPublished(delivery.deliveryTag)
         }
     }
 
@@ -488,14 +497,20 @@ extension ConnectionLoop {
         }
     }
 
-    /// Waits at most 200 ms, so that heartbeats, deadlines and reconnects are checked often.
+    /// Waits at most 200 ms, so that heartbeats, deadlines and reconnects are checked often,
+    /// and no longer than held acks may wait.
     private func pollTimeoutMilliseconds() -> Int32 {
         var timeout: UInt64 = 200_000_000
         let now = MonotonicClock.now()
         if handle == nil, reconnectAt > now {
             timeout = min(timeout, reconnectAt - now)
         }
-        return Int32(timeout / 1_000_000)
+        if let heldSince = acknowledgements.heldSince {
+            let release = heldSince + Self.ackHoldLimit
+            timeout = min(timeout, release > now ? release - now : 0)
+        }
+        // Rounded up, so that a wait shorter than a millisecond does not poll without waiting.
+        return Int32((timeout + 999_999) / 1_000_000)
     }
 
     private func readEvents() {
@@ -650,20 +665,25 @@ extension ConnectionLoop {
                 completionsAwaitingWrite.append(group.request.completion)
                 return
             }
-            completionsAwaitingAck.append(group.request.completion)
+            completionsAwaitingAck.append((delivery.deliveryTag, group.request.completion))
             return
         }
         group.request.completion(.success(()))
     }
 
-    /// Sends the acks that became due since the last call, combining runs of tags. On a plain
-    /// TCP connection the handle buffers them until ``writeOutput()``, and either way the
-    /// publish requests that waited for them complete there.
+    /// Sends the acks that became due since the last call, combining runs of tags and holding
+    /// the others for up to ``ackHoldLimit``. On a plain TCP connection the handle buffers them
+    /// until ``writeOutput()``, and either way the publish requests that waited for them
+    /// complete there.
     private func sendDueAcks() {
         guard acknowledgements.hasDueAcks, let handle else { return }
-        let acks = acknowledgements.takeAcks()
-        completionsAwaitingWrite.append(contentsOf: completionsAwaitingAck)
-        completionsAwaitingAck.removeAll(keepingCapacity: true)
+        let acks = acknowledgements.takeAcks(now: MonotonicClock.now(), holdLimit: closeRequested ? 0 : Self.ackHoldLimit)
+        guard !acks.isEmpty else { return }
+        completionsAwaitingAck.removeAll { entry in
+            guard !acknowledgements.isDue(entry.deliveryTag) else { return false }
+            completionsAwaitingWrite.append(entry.completion)
+            return true
+        }
         do {
             try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
                 for ack in acks {
@@ -728,7 +748,7 @@ extension ConnectionLoop {
         }
         // Their acks can no longer be sent, so the broker redelivers those deliveries.
         acknowledgements.removeAll()
-        let awaitingAck = completionsAwaitingAck + completionsAwaitingWrite
+        let awaitingAck = completionsAwaitingAck.map(\.completion) + completionsAwaitingWrite
         completionsAwaitingAck.removeAll()
         completionsAwaitingWrite.removeAll()
         for completion in awaitingAck {
