@@ -65,6 +65,23 @@ final class ConcurrentDeclarationTests: FaultTestCase {
             + "first at \(times.first ?? -1) s, last at \(times.last ?? -1) s; first error: \(firstError)"
     }
 
+    /// Makes one call so that the client is connected, then stops the broker's application and
+    /// lets the I/O thread see the connection close before the test's calls start.
+    private func stopBrokerAfterWarmUp(_ client: AMQPRetryClient) async throws {
+        let warmUp = try await makeService("warmup")
+        _ = try await client.invokeRetry.invokeAsync(warmUp, .empty, repeats: 1, seconds: 1)
+
+        try await broker.stopApp()
+        try await Task.sleep(for: .milliseconds(500))
+    }
+
+    /// Starts the broker's application again and checks that `client` can invoke `service`.
+    private func startBrokerAndExpectRecovery(_ client: AMQPRetryClient, _ service: String) async throws {
+        try await broker.startApp()
+        let recovered = await invokeUntilAccepted(client, service)
+        XCTAssertTrue(recovered, "no invokeAsync succeeded within 20 s after start_app")
+    }
+
     // MARK: - Failed declarations
 
     /// With the broker's application stopped every declaration times out after
@@ -72,12 +89,7 @@ final class ConcurrentDeclarationTests: FaultTestCase {
     /// not declare one after another, which would make the last one wait once per caller.
     func testStoppedBrokerFailsWaitersWithinTimeout() async throws {
         let client = try await connectClient([("operation_timeout", "1000")])
-        let warmUp = try await makeService("warmup")
-        _ = try await client.invokeRetry.invokeAsync(warmUp, .empty, repeats: 1, seconds: 1)
-
-        try await broker.stopApp()
-        // Lets the I/O thread see the connection close before the calls start.
-        try await Task.sleep(for: .milliseconds(500))
+        try await stopBrokerAfterWarmUp(client)
 
         let service = "faults.\(runID).stopped"
         deleteAtEnd(queue: TopologyNames.serviceQueue(service))
@@ -95,9 +107,7 @@ final class ConcurrentDeclarationTests: FaultTestCase {
         let late = finished.filter { $0.seconds >= 3.0 }
         XCTAssertEqual(late.count, 0, "calls ended after \(late.map(\.seconds).sorted()) s, with operation_timeout 1 s")
 
-        try await broker.startApp()
-        let recovered = await invokeUntilAccepted(client, service)
-        XCTAssertTrue(recovered, "no invokeAsync succeeded within 20 s after start_app")
+        try await startBrokerAndExpectRecovery(client, service)
     }
 
     /// A service queue that exists with other arguments makes every `queue.declare` fail with
@@ -159,11 +169,7 @@ final class ConcurrentDeclarationTests: FaultTestCase {
     /// declaration.
     func testCancelledWaiterEndsWithinTimeout() async throws {
         let client = try await connectClient([("operation_timeout", "2000")])
-        let warmUp = try await makeService("warmup")
-        _ = try await client.invokeRetry.invokeAsync(warmUp, .empty, repeats: 1, seconds: 1)
-
-        try await broker.stopApp()
-        try await Task.sleep(for: .milliseconds(500))
+        try await stopBrokerAfterWarmUp(client)
 
         let service = "faults.\(runID).cancelled"
         deleteAtEnd(queue: TopologyNames.serviceQueue(service))
@@ -185,9 +191,7 @@ final class ConcurrentDeclarationTests: FaultTestCase {
         // would take 2 s more.
         XCTAssertLessThan(waiterSeconds, 2.5, "the cancelled caller ended \(waiterSeconds) s after it started")
 
-        try await broker.startApp()
-        let recovered = await invokeUntilAccepted(client, service)
-        XCTAssertTrue(recovered, "no invokeAsync succeeded within 20 s after start_app")
+        try await startBrokerAndExpectRecovery(client, service)
     }
 
     // MARK: - Deleted topology
