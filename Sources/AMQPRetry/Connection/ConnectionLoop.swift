@@ -519,10 +519,12 @@ extension ConnectionLoop {
             try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
                 for index in 0..<Self.maximumEventsPerTurn {
                     // The first read also lets librabbitmq send and check heartbeats. After it,
-                    // an empty buffer ends the turn: one more read would only find the socket
-                    // empty, at the cost of a `recv` and a `poll`, and the next turn's `poll`
-                    // returns at once when more has arrived.
-                    if index > 0 && !handle.hasBufferedFrames {
+                    // an empty buffer ends the turn on plain TCP: one more read would only find
+                    // the socket empty, at the cost of a `recv` and a `poll`, and the next
+                    // turn's `poll` returns at once when more has arrived. On TLS, OpenSSL may
+                    // hold records that neither librabbitmq's buffer nor `poll` shows, so those
+                    // connections read until librabbitmq reports nothing.
+                    if index > 0 && handle.buffersFrames && !handle.hasBufferedFrames {
                         break
                     }
                     guard let event = try handle.nextEvent() else { break }
