@@ -47,9 +47,9 @@ final class ConnectionLoop: @unchecked Sendable {
     /// The completions of publish requests whose messages are confirmed and whose delivery's ack
     /// is due, by delivery tag. Each runs once that ack is written.
     private var completionsAwaitingAck: [(deliveryTag: UInt64, completion: AMQPConnection.Completion)] = []
-    /// How long, in nanoseconds, a due ack may wait for the acks of lower tags whose replacements
+    /// The longest time, in nanoseconds, that a due ack waits for lower tags whose replacements
     /// wait for their confirms, so that one ack with `multiple` set settles them all. Confirms
-    /// normally arrive within milliseconds; the limit bounds the wait when they stall.
+    /// normally arrive within milliseconds, and the limit bounds the wait when they stall.
     private static let ackHoldLimit: UInt64 = 20_000_000
     /// Whether the application asked to close the connection, so that no ack is held.
     private var closeRequested = false
