@@ -210,8 +210,11 @@ final class AckHoldTests: FaultTestCase {
         let parameters = [("queue_type", "quorum")]
         let service = "faults.\(runID).quorum"
         let callback = "faults.\(runID).quorumcallbacks"
-        // The fault tests keep a classic parking queue, which a quorum worker cannot declare.
+        // The fault tests keep a classic parking queue, and earlier tests may leave a classic
+        // 200 ms delay queue from postponed redeliveries. A quorum worker cannot declare either,
+        // and would park the invocations it postpones instead.
         try await connection.deleteQueue(TopologyNames.parkingQueue)
+        try await connection.deleteQueue(TopologyNames.delayQueue(milliseconds: WorkerSession.postponeMilliseconds))
         _ = try await connection.declare(Topology.service(service, type: .quorum)
             + Topology.service(callback, type: .quorum))
         deleteAtEnd(queue: TopologyNames.serviceQueue(service))
@@ -237,8 +240,15 @@ final class AckHoldTests: FaultTestCase {
         let received = Set(callbacks.messages.compactMap(\.correlationID))
         XCTAssertTrue(finished, "\(received.count) of \(invocations.count) quorum invocations had a callback "
             + "within 90 s")
-        try await Task.sleep(for: .seconds(2))
-        let remaining = try await queueCounts(TopologyNames.serviceQueue(service))
+        // Copies republished for redeliveries may still be in flight: each runs alone, and one
+        // that arrives while another runs goes through the 200 ms delay queue first.
+        let drainStart = ContinuousClock.now
+        var remaining = try await queueCounts(TopologyNames.serviceQueue(service))
+        _ = await waitUntil(timeout: .seconds(30)) {
+            remaining = (try? await queueCounts(TopologyNames.serviceQueue(service))) ?? remaining
+            return remaining.ready + remaining.unacknowledged == 0
+        }
+        print("quorum queue drained after \(ContinuousClock.now - drainStart), left: \(remaining)")
         XCTAssertEqual(remaining.ready + remaining.unacknowledged, 0, "messages left in the quorum queue: \(remaining)")
         _ = await worker.stop(timeout: .seconds(40))
         await callbacks.close()
