@@ -203,7 +203,7 @@ final class AckHoldTests: FaultTestCase {
 
     // MARK: Quorum queues
 
-    /// With `queue_type=quorum`, closing every connection twice while 800 invocations with
+    /// With `queue_type=quorum`, closing every connection twice while 2,000 invocations with
     /// callbacks run makes the broker redeliver what was unacked. Every invocation still ends
     /// with a callback, and nothing stays in the service queue.
     func testQuorumQueueRedeliveries() async throws {
