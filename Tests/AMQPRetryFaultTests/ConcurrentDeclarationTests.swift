@@ -227,9 +227,9 @@ final class ConcurrentDeclarationTests: FaultTestCase {
         }
     }
 
-    /// Another connection deletes the delay queue of an interval. The fanout exchange then
-    /// routes a retry nowhere, so it comes back unroutable, and the publish declares again.
-    func testDelayQueueDeletedIsDeclaredAgain() async throws {
+    /// Connects a client and publishes one retry of a new service with an interval of its own,
+    /// so that the delay exchange and queue of that interval exist. Both are deleted at the end.
+    private func publishFirstRetry() async throws -> (client: AMQPRetryClient, service: String, interval: Int64) {
         let client = try await connectClient()
         let service = try await makeService("delayed")
         let interval = Int64.random(in: 600_000...700_000)
@@ -237,6 +237,13 @@ final class ConcurrentDeclarationTests: FaultTestCase {
         deleteAtEnd(exchange: TopologyNames.delayExchange(milliseconds: interval))
 
         try await Self.publishRetry(client, service: service, interval: interval)
+        return (client, service, interval)
+    }
+
+    /// Another connection deletes the delay queue of an interval. The fanout exchange then
+    /// routes a retry nowhere, so it comes back unroutable, and the publish declares again.
+    func testDelayQueueDeletedIsDeclaredAgain() async throws {
+        let (client, service, interval) = try await publishFirstRetry()
         try await connection.deleteQueue(TopologyNames.delayQueue(milliseconds: interval))
         try await Self.publishRetry(client, service: service, interval: interval)
 
@@ -247,13 +254,7 @@ final class ConcurrentDeclarationTests: FaultTestCase {
     /// Another connection deletes the delay exchange of an interval. A publish to a missing
     /// exchange is not returned: the broker closes the channel with 404 NOT_FOUND.
     func testDelayExchangeDeletedIsDeclaredAgain() async throws {
-        let client = try await connectClient()
-        let service = try await makeService("delayed")
-        let interval = Int64.random(in: 600_000...700_000)
-        deleteAtEnd(queue: TopologyNames.delayQueue(milliseconds: interval))
-        deleteAtEnd(exchange: TopologyNames.delayExchange(milliseconds: interval))
-
-        try await Self.publishRetry(client, service: service, interval: interval)
+        let (client, service, interval) = try await publishFirstRetry()
         try await connection.deleteExchange(TopologyNames.delayExchange(milliseconds: interval))
 
         var errors: [String] = []
