@@ -27,9 +27,7 @@ final class ApplicationHeaderTests: IntegrationTestCase {
                                                   mandatory: true, properties: properties,
                                                   body: invocation.payload.bytes)])
 
-        let arrived = await eventually { !retries.messages(correlationID: invocation.cid.rawValue).isEmpty }
-        XCTAssertTrue(arrived, "no retry reached the delay queue within 10 s")
-        let retry = try XCTUnwrap(retries.messages(correlationID: invocation.cid.rawValue).first)
+        let retry = try await firstRetry(of: invocation, in: retries)
         let headers = retry.delivery.properties.headers
 
         XCTAssertEqual(headers["app-tenant"], .text("tenant-1"))
@@ -60,9 +58,7 @@ final class ApplicationHeaderTests: IntegrationTestCase {
         try Self.publishRaw(invocation, addingHeaders: rawHeaders, to: TopologyNames.serviceQueue(service),
                             configuration: configuration)
 
-        let arrived = await eventually { !retries.messages(correlationID: invocation.cid.rawValue).isEmpty }
-        XCTAssertTrue(arrived, "no retry reached the delay queue within 10 s")
-        let retry = try XCTUnwrap(retries.messages(correlationID: invocation.cid.rawValue).first)
+        let retry = try await firstRetry(of: invocation, in: retries)
         let headers = retry.delivery.properties.headerList
 
         XCTAssertEqual(headers["\u{FFFD}"], .int64(5))
@@ -178,6 +174,13 @@ final class ApplicationHeaderTests: IntegrationTestCase {
                        options: try RetryOptions(repeats: 2, intervalMilliseconds: intervalMilliseconds),
                        payload: Payload(text: "work"))
         }
+    }
+
+    /// Waits up to 10 s for the first retry of `invocation` to reach the delay queue.
+    private func firstRetry(of invocation: Invocation, in retries: QueueReader) async throws -> QueueReader.Message {
+        let arrived = await eventually { !retries.messages(correlationID: invocation.cid.rawValue).isEmpty }
+        XCTAssertTrue(arrived, "no retry reached the delay queue within 10 s")
+        return try XCTUnwrap(retries.messages(correlationID: invocation.cid.rawValue).first)
     }
 
     private func startFailingService(_ name: String) async throws -> FailingService {

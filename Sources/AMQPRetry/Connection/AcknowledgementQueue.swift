@@ -7,9 +7,10 @@
 /// queue into one ack. Every other due tag is acked on its own, unless each lower unsettled tag
 /// is due or has its replacement published. Those lower tags become due as their confirms
 /// arrive, in order and usually within a few milliseconds, and one combined ack then settles
-/// them all. Such a hold lasts at most `holdLimit`. A lower tag whose handler still runs is never waited for,
-/// so a slow handler does not hold back the others' acks. Rejected tags leave the queue before
-/// the next ack is taken, so that a combined ack never covers them.
+/// them all. Such a hold lasts at most `holdLimit`. A lower tag without a published replacement,
+/// such as one whose handler still runs, ends the hold, so a slow handler does not hold back
+/// the others' acks. Rejected tags leave the queue before the next ack is taken, so that a
+/// combined ack never covers them.
 struct AcknowledgementQueue {
     /// One `basic.ack` to send.
     struct Ack: Equatable {

@@ -47,7 +47,7 @@ final class ConnectionLoop: @unchecked Sendable {
     /// The completions of publish requests whose messages are confirmed and whose delivery's ack
     /// is due, by delivery tag. Each runs once that ack is written.
     private var completionsAwaitingAck: [(deliveryTag: UInt64, completion: AMQPConnection.Completion)] = []
-    /// The longest time, in nanoseconds, that a due ack waits for lower tags whose replacements
+    /// The maximum time, in nanoseconds, that a due ack waits for lower tags whose replacements
     /// wait for their confirms, so that one ack with `multiple` set settles them all. Confirms
     /// normally arrive within milliseconds, and the limit bounds the wait when they stall.
     private static let ackHoldLimit: UInt64 = 20_000_000
@@ -519,11 +519,11 @@ extension ConnectionLoop {
             try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
                 for index in 0..<Self.maximumEventsPerTurn {
                     // The first read also lets librabbitmq send and check heartbeats. After it,
-                    // an empty buffer ends the turn on plain TCP: one more read would only find
-                    // the socket empty, at the cost of a `recv` and a `poll`, and the next
-                    // turn's `poll` returns at once when more has arrived. On TLS, OpenSSL may
-                    // hold records that neither librabbitmq's buffer nor `poll` shows, so those
-                    // connections read until librabbitmq reports nothing.
+                    // an empty buffer ends the turn on plain TCP, because one more read would
+                    // only cost a `recv` and a `poll` on an empty socket. The next turn's `poll`
+                    // returns at once when more has arrived. On TLS, OpenSSL may hold records
+                    // that neither librabbitmq's buffer nor `poll` shows, so those connections
+                    // read until librabbitmq reports nothing.
                     if index > 0 && handle.buffersFrames && !handle.hasBufferedFrames {
                         break
                     }
@@ -679,13 +679,16 @@ extension ConnectionLoop {
     /// complete there.
     private func sendDueAcks() {
         guard acknowledgements.hasDueAcks, let handle else { return }
-        let acks = acknowledgements.takeAcks(now: MonotonicClock.now(), holdLimit: closeRequested ? 0 : Self.ackHoldLimit)
+        let holdLimit = closeRequested ? 0 : Self.ackHoldLimit
+        let acks = acknowledgements.takeAcks(now: MonotonicClock.now(), holdLimit: holdLimit)
         guard !acks.isEmpty else { return }
+
         completionsAwaitingAck.removeAll { entry in
             guard !acknowledgements.isDue(entry.deliveryTag) else { return false }
             completionsAwaitingWrite.append(entry.completion)
             return true
         }
+
         do {
             try watchdog.guarding(configuration.operationTimeout) { () throws(AMQPError) in
                 for ack in acks {
