@@ -151,8 +151,7 @@ final class AckHoldTests: FaultTestCase {
         }
         let received = Set(callbacks.messages.compactMap(\.correlationID))
         XCTAssertTrue(finished, "\(received.count) of \(invocations.count) invocations had a callback within 90 s")
-        try await Task.sleep(for: .seconds(2))
-        let remaining = try await queueCounts(queue)
+        let remaining = try await waitUntilDrained(queue)
         XCTAssertEqual(remaining.ready + remaining.unacknowledged, 0, "messages left in \(queue): \(remaining)")
         _ = await worker.stop(timeout: .seconds(40))
         let repeatedCalls = calls.counts.filter { $0.value > 1 }.count
@@ -240,15 +239,7 @@ final class AckHoldTests: FaultTestCase {
         let received = Set(callbacks.messages.compactMap(\.correlationID))
         XCTAssertTrue(finished, "\(received.count) of \(invocations.count) quorum invocations had a callback "
             + "within 90 s")
-        // Copies republished for redeliveries may still be in flight: each runs alone, and one
-        // that arrives while another runs goes through the 200 ms delay queue first.
-        let drainStart = ContinuousClock.now
-        var remaining = try await queueCounts(TopologyNames.serviceQueue(service))
-        _ = await waitUntil(timeout: .seconds(30)) {
-            remaining = (try? await queueCounts(TopologyNames.serviceQueue(service))) ?? remaining
-            return remaining.ready + remaining.unacknowledged == 0
-        }
-        print("quorum queue drained after \(ContinuousClock.now - drainStart), left: \(remaining)")
+        let remaining = try await waitUntilDrained(TopologyNames.serviceQueue(service))
         XCTAssertEqual(remaining.ready + remaining.unacknowledged, 0, "messages left in the quorum queue: \(remaining)")
         _ = await worker.stop(timeout: .seconds(40))
         await callbacks.close()
@@ -326,6 +317,21 @@ final class AckHoldTests: FaultTestCase {
     }
 
     /// Checks `condition` every 100 ms, at most 1,000 times and until `timeout` passes.
+    /// Waits up to 30 s for `queue` to hold no ready or unacknowledged message, and returns its
+    /// last counts. Copies republished for redeliveries may still be in flight after the last
+    /// callback: each runs alone, and one that arrives while another runs goes through the
+    /// 200 ms delay queue first.
+    private func waitUntilDrained(_ queue: String) async throws -> (ready: Int, unacknowledged: Int) {
+        let start = ContinuousClock.now
+        var remaining = try await queueCounts(queue)
+        _ = await waitUntil(timeout: .seconds(30)) {
+            remaining = (try? await queueCounts(queue)) ?? remaining
+            return remaining.ready + remaining.unacknowledged == 0
+        }
+        print("\(queue) drained after \(ContinuousClock.now - start), left: \(remaining)")
+        return remaining
+    }
+
     private func waitUntil(timeout: Duration, _ condition: () async -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         for _ in 0..<1000 {
