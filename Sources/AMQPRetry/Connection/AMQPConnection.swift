@@ -163,9 +163,15 @@ final class AMQPConnection: Sendable {
     }
 
     /// Sets the prefetch count, now and after every reconnect.
+    ///
+    /// A lost connection does not fail this call, because the I/O thread keeps the count and
+    /// sets it first on the next connection.
     func setPrefetch(_ count: UInt16) async throws(AMQPError) {
         let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
             enqueue(.setPrefetch(count) { continuation.resume(returning: $0) })
+        }
+        if case .failure(let error) = result, error.code == .connectionLost {
+            return
         }
         try result.get()
     }
@@ -179,15 +185,45 @@ final class AMQPConnection: Sendable {
     /// Starts several consumers in one step of the I/O thread, so that no handler of the first
     /// can publish, and perhaps get the connection blocked, before the last is subscribed.
     /// Returns their IDs in order; on failure none of them stays subscribed.
+    ///
+    /// When the connection is lost meanwhile, the consumers are subscribed again on the next
+    /// connection, in at most ``maximumSubscribeAttempts`` attempts within one
+    /// `operationTimeout`. The broker itself can cause that: a `basic.consume` on a quorum queue
+    /// whose member on the connected node is not running yet, as just after another node
+    /// declared the queue, closes the connection with 541 INTERNAL_ERROR.
     func addConsumers(_ consumers: [Consumer]) async throws(AMQPError) -> [UInt64] {
         let entries = consumers.map { (id: nextConsumerID.add(1, ordering: .relaxed).oldValue, consumer: $0) }
         let deadline = MonotonicClock.deadline(after: configuration.operationTimeout)
-        let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
-            enqueue(.addConsumers(entries, deadline: deadline) { continuation.resume(returning: $0) })
+        var lastLoss: AMQPError?
+        for attempt in 1...Self.maximumSubscribeAttempts {
+            let result = await subscribe(entries, deadline: deadline)
+            guard case .failure(let error) = result else { break }
+
+            let retry = error.code == .connectionLost && attempt < Self.maximumSubscribeAttempts
+                && MonotonicClock.now() < deadline
+            guard retry else {
+                // The lost connection's reply names the cause, which a later timeout would hide.
+                throw error.code == .timeout ? lastLoss ?? error : error
+            }
+            lastLoss = error
+            logger.notice("subscribing again on the next connection", metadata: [
+                LogKey.queue: consumers.map(\.queue).joined(separator: ","),
+                LogKey.error: error.description,
+            ])
         }
-        try result.get()
         return entries.map(\.id)
     }
+
+    private func subscribe(_ entries: [(id: UInt64, consumer: Consumer)], deadline: UInt64) async
+        -> Result<Void, AMQPError> {
+        await withCheckedContinuation { continuation in
+            enqueue(.addConsumers(entries, deadline: deadline) { continuation.resume(returning: $0) })
+        }
+    }
+
+    /// The maximum number of times ``addConsumers(_:)`` subscribes after a lost connection.
+    /// The reconnect backoff between attempts grows from 100 ms to 5 s.
+    static let maximumSubscribeAttempts = 8
 
     /// Cancels a consumer with `basic.cancel`; deliveries already sent to it still arrive.
     func removeConsumer(_ id: UInt64) async throws(AMQPError) {
