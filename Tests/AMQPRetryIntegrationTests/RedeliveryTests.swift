@@ -80,6 +80,50 @@ final class RedeliveryTests: IntegrationTestCase {
         XCTAssertEqual(body?.attempts, 1, "the redelivered invocation needed more than one attempt")
         XCTAssertEqual(innerCalls.count, 1, "the inner service ran other than once")
     }
+
+    /// A redelivered invocation that arrives while another runs, and cannot be postponed because
+    /// the 200 ms delay queue exists with other arguments, is parked with a failure callback.
+    func testUnpostponableInvocationGetsFailureCallback() async throws {
+        let service = try await makeService("unpostponable")
+        let callback = try await makeService("callbacks")
+        try await replacePostponementQueue()
+        try await startWorker([service: { _ in
+            try? await Task.sleep(for: .milliseconds(500))
+            return Payload(text: "ok")
+        }], configure: { $0.concurrency = 2 })
+        let callbacks = try await readQueue(of: callback)
+
+        let options = try RetryOptions(repeats: 1, intervalMilliseconds: 1000)
+        let invocations = (0..<2).map { _ in
+            Invocation(mode: .async, target: service, options: options, callback: callback, payload: Payload(text: "work"))
+        }
+        let messages = invocations.map { invocation in
+            var properties = invocation.messageProperties()
+            properties.headers[WireHeader.redeliveries] = .int64(1)
+            return OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(service), mandatory: true,
+                                   properties: properties, body: invocation.payload.bytes)
+        }
+        try await broker.publish(messages)
+
+        let arrived = await eventually(timeout: .seconds(10)) { callbacks.messages.count >= 2 }
+        XCTAssertTrue(arrived, "\(callbacks.messages.count) of 2 callbacks arrived within 10 s")
+        let bodies = callbacks.messages.compactMap { try? CallbackBody.decode($0.delivery.body) }
+        XCTAssertEqual(bodies.filter(\.ok).count, 1, "the invocation that ran did not succeed once")
+        let failures = bodies.filter { !$0.ok }
+        XCTAssertEqual(failures.count, 1, "the postponed invocation got no failure callback")
+        XCTAssertTrue(failures.first?.error?.contains("undeliverable") == true,
+                      "the failure callback does not name the reason: \(failures.first?.error ?? "none")")
+    }
+
+    /// Replaces the delay queue that postponements go through with one of other arguments, so
+    /// that declaring it fails, and deletes it at the end of the test.
+    private func replacePostponementQueue() async throws {
+        let queue = TopologyNames.delayQueue(milliseconds: WorkerSession.postponeMilliseconds)
+        try await broker.deleteQueue(queue)
+        _ = try await broker.declare([.queue(QueueDeclaration(name: queue))])
+        let broker = try broker
+        addTeardownBlock { try? await broker.deleteQueue(queue) }
+    }
 }
 
 /// Records how many handler calls, and how many calls of redelivered invocations, ran at once.

@@ -137,8 +137,9 @@ extension WorkerSession {
         do {
             try await connection.publish([copy], declaring: Topology.service(service, type: queueType), thenAcknowledge: reference)
         } catch where error.code == .invalidMessage {
-            await park(delivery, reference, service: service,
-                       reason: ParkReason(code: .undeliverable, detail: error.description))
+            await parkWithCallback(delivery, reference, service: service,
+                                   reason: ParkReason(code: .undeliverable, detail: error.description),
+                                   invocation: Self.invocationForCallback(delivery, service: service))
         } catch {
             await requeueLater(reference, after: error, metadata: [LogKey.queue: TopologyNames.serviceQueue(service)])
         }
@@ -151,10 +152,15 @@ extension WorkerSession {
         let detail = "redelivered \(count) times without a worker finishing it; "
             + "a handler may crash or hang the worker on this message"
         let reason = ParkReason(code: .redeliveryLimit, detail: detail)
+        await parkWithCallback(delivery, reference, service: service, reason: reason,
+                               invocation: Self.invocationForCallback(delivery, service: service))
+    }
+
+    /// Returns the invocation a delivery carries, or else just enough of it to send a callback.
+    private static func invocationForCallback(_ delivery: Delivery, service: String) -> Invocation? {
         let decoded = try? Invocation.decode(properties: delivery.properties, body: delivery.body,
                                              queueService: service).get()
-        await parkWithCallback(delivery, reference, service: service, reason: reason,
-                               invocation: decoded ?? Self.callbackTarget(of: delivery, service: service))
+        return decoded ?? callbackTarget(of: delivery, service: service)
     }
 
     /// Parks a message and, when `invocation` is a background invocation with a callback,
@@ -264,8 +270,11 @@ extension WorkerSession {
         do {
             try await connection.publish([copy], declaring: topology, thenAcknowledge: reference)
         } catch where error.code == .invalidMessage || error.code == .channelClosed {
-            await park(delivery, reference, service: invocation.target,
-                       reason: ParkReason(code: .undeliverable, detail: error.description))
+            // The broker refused a declaration, for example of a 200 ms delay queue declared
+            // elsewhere with other arguments.
+            await parkWithCallback(delivery, reference, service: invocation.target,
+                                   reason: ParkReason(code: .undeliverable, detail: error.description),
+                                   invocation: invocation)
         } catch {
             await requeueLater(reference, after: error, metadata: metadata(invocation))
         }
