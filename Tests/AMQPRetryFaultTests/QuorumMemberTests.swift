@@ -34,6 +34,33 @@ final class QuorumMemberTests: FaultTestCase {
         XCTAssertTrue(delivered, "the consumer got \(collector.messages.count) messages instead of 1")
     }
 
+    /// A consumer keeps subscribing for its `operation_timeout`, not only for its first few
+    /// reconnects, so it consumes from a member that needs seconds to start. Each reconnect to a
+    /// node that accepts connections succeeds at once, so without a pause of their own the
+    /// attempts would all be spent within about a second.
+    func testConsumerWaitsForSlowMember() async throws {
+        let queue = try await declareQuorumService("slow-member")
+        try await setMember(of: queue, running: false)
+
+        let configuration = try configuration()
+        let logger = logs.logger(label: "reader")
+        let subscribing = Task {
+            try await QueueCollector.start(queue: queue, topology: [], configuration: configuration, logger: logger)
+        }
+        let retried = await eventually(timeout: .seconds(10)) {
+            !self.logs.records(withMessage: "subscribing again on the next connection").isEmpty
+        }
+        XCTAssertTrue(retried, "basic.consume did not fail while the quorum member was stopped")
+        try await Task.sleep(for: .seconds(3))
+        try await setMember(of: queue, running: true)
+
+        let collector = try await subscribing.value
+        await collector.close()
+        let attempts = logs.records(withMessage: "subscribing again on the next connection").count
+        XCTAssertLessThan(attempts, AMQPConnection.maximumSubscribeAttempts,
+                          "the consumer subscribed again \(attempts) times within about 4 s")
+    }
+
     /// A consumer whose `basic.consume` still fails when its `operation_timeout` passes throws
     /// the broker's 541 reply instead of waiting longer.
     func testConsumerGivesUpAfterOperationTimeout() async throws {

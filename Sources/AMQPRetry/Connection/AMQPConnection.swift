@@ -188,19 +188,25 @@ final class AMQPConnection: Sendable {
     ///
     /// When the connection is lost meanwhile, the consumers are subscribed again on the next
     /// connection, in at most ``maximumSubscribeAttempts`` attempts within one
-    /// `operationTimeout`. The broker itself can cause that: a `basic.consume` on a quorum queue
-    /// whose member on the connected node is not running yet, as just after another node
-    /// declared the queue, closes the connection with 541 INTERNAL_ERROR.
+    /// `operationTimeout`, with a pause before each that grows from 100 ms to 5 s. The broker
+    /// itself can cause that: a `basic.consume` on a quorum queue whose member on the connected
+    /// node is not running yet, as just after another node declared the queue, closes the
+    /// connection with 541 INTERNAL_ERROR.
     func addConsumers(_ consumers: [Consumer]) async throws(AMQPError) -> [UInt64] {
         let entries = consumers.map { (id: nextConsumerID.add(1, ordering: .relaxed).oldValue, consumer: $0) }
         let deadline = MonotonicClock.deadline(after: configuration.operationTimeout)
         var lastLoss: AMQPError?
+        var pause = Self.firstSubscribePause
         for attempt in 1...Self.maximumSubscribeAttempts {
             let result = await subscribe(entries, deadline: deadline)
             guard case .failure(let error) = result else { break }
 
+            // The I/O thread reconnects after only 100 ms when the node accepts connections,
+            // because each connection that opens resets its backoff. This pause spreads the
+            // attempts over the operation timeout, so a member that needs seconds to start
+            // is still subscribed to.
             let retry = error.code == .connectionLost && attempt < Self.maximumSubscribeAttempts
-                && MonotonicClock.now() < deadline
+                && MonotonicClock.deadline(after: pause) < deadline
             guard retry else {
                 // The lost connection's reply names the cause, which a later timeout would hide.
                 throw error.code == .timeout ? lastLoss ?? error : error
@@ -209,7 +215,10 @@ final class AMQPConnection: Sendable {
             logger.notice("subscribing again on the next connection", metadata: [
                 LogKey.queue: consumers.map(\.queue).joined(separator: ","),
                 LogKey.error: error.description,
+                "amqpretry.delay_ms": String(pause.nanoseconds / 1_000_000),
             ])
+            try? await Task.sleep(for: pause)
+            pause = min(pause * 2, Self.maximumSubscribePause)
         }
         return entries.map(\.id)
     }
@@ -222,8 +231,11 @@ final class AMQPConnection: Sendable {
     }
 
     /// The maximum number of times ``addConsumers(_:)`` subscribes after a lost connection.
-    /// The reconnect backoff between attempts grows from 100 ms to 5 s.
     static let maximumSubscribeAttempts = 8
+    /// The pause of ``addConsumers(_:)`` before it subscribes again. It doubles after each
+    /// attempt, up to ``maximumSubscribePause``.
+    static let firstSubscribePause: Duration = .milliseconds(100)
+    static let maximumSubscribePause: Duration = .seconds(5)
 
     /// Cancels a consumer with `basic.cancel`; deliveries already sent to it still arrive.
     func removeConsumer(_ id: UInt64) async throws(AMQPError) {
