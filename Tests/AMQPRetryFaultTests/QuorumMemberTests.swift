@@ -86,7 +86,47 @@ final class QuorumMemberTests: FaultTestCase {
         await collector.close()
     }
 
+    /// `Worker.stop()` ends a worker that is still subscribing again after 541 replies, without
+    /// waiting for the remaining attempts and without an error.
+    func testWorkerStopsWhileSubscribing() async throws {
+        let service = "faults.\(runID).stopping"
+        let queue = try await declareQuorumService("stopping")
+        try await useQuorumParkingQueue()
+        try await setMember(of: queue, running: false)
+        let worker = Worker(configuration: .init(connection: try configuration([("queue_type", "quorum")])),
+                            logger: logs.logger(label: "worker"))
+        try worker.register(service) { _ in .empty }
+        let running = Task { () -> (any Error)? in
+            do {
+                try await worker.run()
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let retried = await eventually(timeout: .seconds(10)) {
+            !self.logs.records(withMessage: "subscribing again on the next connection").isEmpty
+        }
+        XCTAssertTrue(retried, "basic.consume did not fail while the quorum member was stopped")
+
+        let clock = ContinuousClock()
+        let stoppedAt = clock.now
+        worker.stop()
+        let error = await running.value
+        let elapsed = clock.now - stoppedAt
+        XCTAssertLessThan(elapsed, .seconds(3), "run() returned \(elapsed) after stop()")
+        XCTAssertNil(error, "run() threw after stop(): \(String(describing: error))")
+    }
+
     // MARK: Support
+
+    /// Deletes the classic parking queue that the fault tests share, so that a worker with
+    /// `queue_type=quorum` can declare it as a quorum queue, and deletes that one at the end.
+    private func useQuorumParkingQueue() async throws {
+        try await connection.deleteQueue(TopologyNames.parkingQueue)
+        let connection = try connection
+        addTeardownBlock { try? await connection.deleteQueue(TopologyNames.parkingQueue) }
+    }
 
     /// Declares a quorum service queue unique to this test, which the end of the test deletes.
     ///

@@ -191,7 +191,7 @@ final class AMQPConnection: Sendable {
     /// `operationTimeout`, with a pause before each that grows from 100 ms to 5 s. The broker
     /// itself can cause that: a `basic.consume` on a quorum queue whose member on the connected
     /// node is not running yet, as just after another node declared the queue, closes the
-    /// connection with 541 INTERNAL_ERROR.
+    /// connection with 541 INTERNAL_ERROR. A cancelled task makes no further attempt.
     func addConsumers(_ consumers: [Consumer]) async throws(AMQPError) -> [UInt64] {
         let entries = consumers.map { (id: nextConsumerID.add(1, ordering: .relaxed).oldValue, consumer: $0) }
         let deadline = MonotonicClock.deadline(after: configuration.operationTimeout)
@@ -206,7 +206,7 @@ final class AMQPConnection: Sendable {
             // attempts over the operation timeout, so a member that needs seconds to start
             // is still subscribed to.
             let retry = error.code == .connectionLost && attempt < Self.maximumSubscribeAttempts
-                && MonotonicClock.deadline(after: pause) < deadline
+                && MonotonicClock.deadline(after: pause) < deadline && !Task.isCancelled
             guard retry else {
                 // The lost connection's reply names the cause, which a later timeout would hide.
                 throw error.code == .timeout ? lastLoss ?? error : error
@@ -218,6 +218,9 @@ final class AMQPConnection: Sendable {
                 "amqpretry.delay_ms": String(pause.nanoseconds / 1_000_000),
             ])
             try? await Task.sleep(for: pause)
+            if Task.isCancelled {
+                throw error
+            }
             pause = min(pause * 2, Self.maximumSubscribePause)
         }
         return entries.map(\.id)

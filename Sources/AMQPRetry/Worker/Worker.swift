@@ -65,6 +65,9 @@ public final class Worker: Sendable {
         var redeliveredRunning = false
         var suspectsWaiter: CheckedContinuation<Void, Never>?
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
+        /// The task that subscribes to the service queues, which ``Worker/stop()`` cancels so
+        /// that a worker still subscribing again after lost connections stops at once.
+        var subscribing: Task<Void, any Error>?
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -119,18 +122,22 @@ public final class Worker: Sendable {
 
         let session = WorkerSession(worker: self, connection: consumer, engine: engine)
         do {
-            try await session.subscribe(services)
-            logger.info("worker started", metadata: ["amqpretry.services": services.keys.sorted().joined(separator: ",")])
-            onConsuming()
-            await waitForStop()
-            await session.unsubscribe()
-            await waitForDrain()
+            try await subscribe(session, services)
         } catch {
-            logger.error("worker failed to start consuming", metadata: [LogKey.error: "\(error)"])
             await consumer.close()
             await engine.close()
+            if state.withLock({ $0.stopRequested }) {
+                logger.notice("worker stopped before it consumed its queues", metadata: [LogKey.error: "\(error)"])
+                return
+            }
+            logger.error("worker failed to start consuming", metadata: [LogKey.error: "\(error)"])
             throw error
         }
+        logger.info("worker started", metadata: ["amqpretry.services": services.keys.sorted().joined(separator: ",")])
+        onConsuming()
+        await waitForStop()
+        await session.unsubscribe()
+        await waitForDrain()
         await consumer.close()
         await engine.close()
         logger.info("worker stopped")
@@ -139,12 +146,28 @@ public final class Worker: Sendable {
     /// Asks a running worker to stop: it cancels its consumers, lets running handlers finish
     /// (up to ``Configuration/drainTimeout``) and closes. ``run()`` returns when that is done.
     public func stop() {
-        let waiters = state.withLock { state in
+        let (waiters, subscribing) = state.withLock { state in
             state.stopRequested = true
             defer { state.stopWaiters.removeAll() }
-            return state.stopWaiters
+            return (state.stopWaiters, state.subscribing)
         }
+        subscribing?.cancel()
         waiters.forEach { $0.resume() }
+    }
+
+    /// Subscribes in a task that ``stop()`` can cancel. A failure after a stop was requested is
+    /// thrown too, and ``run()`` then stops without an error.
+    private func subscribe(_ session: WorkerSession, _ services: [String: ServiceHandler]) async throws {
+        let task = Task { try await session.subscribe(services) }
+        let stopRequested = state.withLock { state -> Bool in
+            state.subscribing = task
+            return state.stopRequested
+        }
+        if stopRequested {
+            task.cancel()
+        }
+        defer { state.withLock { $0.subscribing = nil } }
+        try await task.value
     }
 
     private func markRunning() throws -> [String: ServiceHandler] {
