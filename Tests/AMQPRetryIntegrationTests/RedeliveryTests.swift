@@ -81,14 +81,17 @@ final class RedeliveryTests: IntegrationTestCase {
         XCTAssertEqual(innerCalls.count, 1, "the inner service ran other than once")
     }
 
-    /// A redelivered invocation that arrives while another runs, and cannot be postponed because
-    /// the 200 ms delay queue exists with other arguments, is parked with a failure callback.
-    func testUnpostponableInvocationGetsFailureCallback() async throws {
+    /// A redelivered invocation that arrives while another runs, when the 200 ms delay queue
+    /// exists with other arguments, goes back to the end of its service queue and runs later.
+    func testUnpostponableInvocationRunsLater() async throws {
         let service = try await makeService("unpostponable")
         let callback = try await makeService("callbacks")
         try await replacePostponementQueue()
-        try await startWorker([service: { _ in
+        let tracker = OverlapTracker()
+        try await startWorker([service: { request in
+            tracker.enter(request.cid)
             try? await Task.sleep(for: .milliseconds(500))
+            tracker.leave(request.cid)
             return Payload(text: "ok")
         }], configure: { $0.concurrency = 2 })
         let callbacks = try await readQueue(of: callback)
@@ -97,22 +100,59 @@ final class RedeliveryTests: IntegrationTestCase {
         let invocations = (0..<2).map { _ in
             Invocation(mode: .async, target: service, options: options, callback: callback, payload: Payload(text: "work"))
         }
-        let messages = invocations.map { invocation in
-            var properties = invocation.messageProperties()
-            properties.headers[WireHeader.redeliveries] = .int64(1)
-            return OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(service), mandatory: true,
-                                   properties: properties, body: invocation.payload.bytes)
-        }
-        try await broker.publish(messages)
+        try await broker.publish(invocations.map(Self.redeliveredMessage))
 
         let arrived = await eventually(timeout: .seconds(10)) { callbacks.messages.count >= 2 }
         XCTAssertTrue(arrived, "\(callbacks.messages.count) of 2 callbacks arrived within 10 s")
         let bodies = callbacks.messages.compactMap { try? CallbackBody.decode($0.delivery.body) }
-        XCTAssertEqual(bodies.filter(\.ok).count, 1, "the invocation that ran did not succeed once")
-        let failures = bodies.filter { !$0.ok }
-        XCTAssertEqual(failures.count, 1, "the postponed invocation got no failure callback")
-        XCTAssertTrue(failures.first?.error?.contains("undeliverable") == true,
-                      "the failure callback does not name the reason: \(failures.first?.error ?? "none")")
+        XCTAssertEqual(bodies.filter(\.ok).count, 2, "callbacks: \(bodies.map { $0.error ?? "ok" })")
+        for invocation in invocations {
+            XCTAssertEqual(tracker.calls(of: invocation.cid.rawValue), 1, "\(invocation.cid) ran other than once")
+        }
+        XCTAssertEqual(tracker.maximumRunning, 1, "the two redelivered invocations ran at the same time")
+        let postponed = logs.records(withMessage: "declaring the delay queue for a postponement failed; "
+            + "postponing in the service queue")
+        XCTAssertFalse(postponed.isEmpty, "no invocation was postponed in its service queue")
+    }
+
+    /// An invocation whose failure callback the broker rejects, because the callback queue
+    /// exists with other arguments, is parked once with a reason that names the callback.
+    func testRefusedCallbackQueueParksInvocation() async throws {
+        let service = try await makeService("refused-callback")
+        let callback = "itest.\(runID).refused"
+        let callbackQueue = TopologyNames.serviceQueue(callback)
+        _ = try await broker.declare([.queue(QueueDeclaration(name: callbackQueue, arguments: ["x-max-length": .int64(5)]))])
+        let broker = try broker
+        addTeardownBlock { try? await broker.deleteQueue(callbackQueue) }
+        let calls = CallRecorder()
+        try await startWorker([service: { request in
+            calls.record(request)
+            throw HandlerFailure(description: "fails")
+        }])
+        let parked = try await readParkedMessages(of: service)
+
+        let interval = try await makeRetryInterval()
+        let options = try RetryOptions(repeats: 1, intervalMilliseconds: Int64(interval * 1000))
+        let invocation = Invocation(mode: .async, target: service, options: options, callback: callback,
+                                    payload: Payload(text: "work"))
+        try await broker.publish([OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(service),
+                                                  mandatory: true, properties: invocation.messageProperties(),
+                                                  body: invocation.payload.bytes)])
+
+        let arrived = await eventually(timeout: .seconds(10)) { !parked.messages.isEmpty }
+        XCTAssertTrue(arrived, "the invocation was not parked within 10 s; handler calls: \(calls.count)")
+        let reason = parked.messages.first?.header(WireHeader.parkedReason) ?? ""
+        XCTAssertTrue(reason.contains("failure callback to '\(callback)' failed"), "parked reason: \(reason)")
+        try? await Task.sleep(for: .seconds(1))
+        XCTAssertEqual(parked.messages.count, 1, "the invocation was parked more than once")
+    }
+
+    /// Returns the message of an invocation that carries a redelivery count of 1.
+    private static func redeliveredMessage(_ invocation: Invocation) -> OutgoingMessage {
+        var properties = invocation.messageProperties()
+        properties.headers[WireHeader.redeliveries] = .int64(1)
+        return OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(invocation.target), mandatory: true,
+                               properties: properties, body: invocation.payload.bytes)
     }
 
     /// Replaces the delay queue that postponements go through with one of other arguments, so

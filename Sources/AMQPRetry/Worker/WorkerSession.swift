@@ -165,14 +165,23 @@ extension WorkerSession {
 
     /// Parks a message and, when `invocation` is a background invocation with a callback,
     /// first publishes a failure callback whose `error` is the park reason.
+    ///
+    /// A callback that AMQP cannot carry, or whose queue the broker refuses to declare, is left
+    /// out and named in the park reason. Otherwise the message would return to its queue forever.
     func parkWithCallback(_ delivery: Delivery, _ reference: DeliveryReference, service: String,
                           reason: ParkReason, invocation: Invocation?) async {
+        var reason = reason
         if let invocation, invocation.mode == .async, let callback = invocation.callback {
             let body = CallbackBody.make(invocation: invocation, outcome: .failure(reason.description),
                                          attempts: invocation.attempt)
             let message = Self.callbackMessage(body, to: callback, for: invocation)
             do {
                 try await connection.publish([message], declaring: Topology.service(callback, type: queueType))
+            } catch where error.code == .invalidMessage || error.code == .channelClosed {
+                logger.error("publishing the failure callback failed; parking without it",
+                             metadata: metadata(invocation, [LogKey.error: error.description]))
+                reason = ParkReason(code: reason.code,
+                                    detail: "\(reason.detail); the failure callback to '\(callback)' failed: \(error)")
             } catch {
                 await requeueLater(reference, after: error, metadata: metadata(invocation))
                 return
@@ -269,15 +278,33 @@ extension WorkerSession {
             + Topology.service(invocation.target, type: queueType)
         do {
             try await connection.publish([copy], declaring: topology, thenAcknowledge: reference)
-        } catch where error.code == .invalidMessage || error.code == .channelClosed {
-            // The broker refused a declaration, for example of a 200 ms delay queue declared
-            // elsewhere with other arguments.
+        } catch where error.code == .channelClosed {
+            await postponeInServiceQueue(delivery, reference, invocation: invocation, after: error)
+        } catch where error.code == .invalidMessage {
             await parkWithCallback(delivery, reference, service: invocation.target,
                                    reason: ParkReason(code: .undeliverable, detail: error.description),
                                    invocation: invocation)
         } catch {
             await requeueLater(reference, after: error, metadata: metadata(invocation))
         }
+    }
+
+    /// Postpones a redelivered invocation without the delay queue, which the broker refused to
+    /// declare (for example because it exists with other arguments). The worker waits
+    /// ``postponeMilliseconds`` itself, then sends the invocation to the end of its service
+    /// queue. The invocation is not parked, because another one running is no reason to end it.
+    ///
+    /// NOTE: While it waits, the delivery is unacknowledged, so a crash of the worker during
+    /// that time counts as a redelivery of this invocation too.
+    private func postponeInServiceQueue(_ delivery: Delivery, _ reference: DeliveryReference,
+                                        invocation: Invocation, after error: AMQPError) async {
+        logger.error("declaring the delay queue for a postponement failed; postponing in the service queue",
+                     metadata: metadata(invocation, [LogKey.error: error.description]))
+        try? await Task.sleep(for: .milliseconds(Self.postponeMilliseconds))
+
+        var properties = delivery.properties
+        properties.headerList.removeAll(where: Self.isDeadLetteringHeader)
+        await requeueCopy(delivery, reference, properties: properties, service: invocation.target)
     }
 }
 
