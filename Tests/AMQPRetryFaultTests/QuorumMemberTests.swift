@@ -13,17 +13,7 @@ final class QuorumMemberTests: FaultTestCase {
     /// A consumer subscribes again on each new connection and consumes once the member runs.
     func testConsumerSubscribesOnceMemberRuns() async throws {
         let queue = try await declareQuorumService("member")
-        try await setMember(of: queue, running: false)
-
-        let configuration = try configuration()
-        let logger = logs.logger(label: "reader")
-        let subscribing = Task {
-            try await QueueCollector.start(queue: queue, topology: [], configuration: configuration, logger: logger)
-        }
-        let retried = await eventually(timeout: .seconds(10)) {
-            !self.logs.records(withMessage: "subscribing again on the next connection").isEmpty
-        }
-        XCTAssertTrue(retried, "basic.consume did not fail while the quorum member was stopped")
+        let subscribing = try await subscribeWhileMemberStopped(queue)
         try await setMember(of: queue, running: true)
 
         let collector = try await subscribing.value
@@ -40,17 +30,7 @@ final class QuorumMemberTests: FaultTestCase {
     /// attempts would all be spent within about a second.
     func testConsumerWaitsForSlowMember() async throws {
         let queue = try await declareQuorumService("slow-member")
-        try await setMember(of: queue, running: false)
-
-        let configuration = try configuration()
-        let logger = logs.logger(label: "reader")
-        let subscribing = Task {
-            try await QueueCollector.start(queue: queue, topology: [], configuration: configuration, logger: logger)
-        }
-        let retried = await eventually(timeout: .seconds(10)) {
-            !self.logs.records(withMessage: "subscribing again on the next connection").isEmpty
-        }
-        XCTAssertTrue(retried, "basic.consume did not fail while the quorum member was stopped")
+        let subscribing = try await subscribeWhileMemberStopped(queue)
         try await Task.sleep(for: .seconds(3))
         try await setMember(of: queue, running: true)
 
@@ -119,6 +99,23 @@ final class QuorumMemberTests: FaultTestCase {
     }
 
     // MARK: Support
+
+    /// Stops the member of `queue`, starts a consumer of it in a task, and waits until that
+    /// consumer's first `basic.consume` has failed.
+    private func subscribeWhileMemberStopped(_ queue: String) async throws -> Task<QueueCollector, any Error> {
+        try await setMember(of: queue, running: false)
+
+        let configuration = try configuration()
+        let logger = logs.logger(label: "reader")
+        let subscribing = Task {
+            try await QueueCollector.start(queue: queue, topology: [], configuration: configuration, logger: logger)
+        }
+        let retried = await eventually(timeout: .seconds(10)) {
+            !self.logs.records(withMessage: "subscribing again on the next connection").isEmpty
+        }
+        XCTAssertTrue(retried, "basic.consume did not fail while the quorum member was stopped")
+        return subscribing
+    }
 
     /// Deletes the classic parking queue that the fault tests share, so that a worker with
     /// `queue_type=quorum` can declare it as a quorum queue, and deletes that one at the end.
