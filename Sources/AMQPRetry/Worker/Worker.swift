@@ -17,8 +17,8 @@ import Foundation
 /// An invocation that was redelivered carries its redelivery count in the header
 /// `amqpretry-redeliveries`, and such invocations run one at a time. One that arrives while
 /// another runs goes back through a delay queue for 200 ms instead of waiting in the worker, and
-/// a handler starts only after the others the worker received went back. Other invocations run
-/// as usual meanwhile. So when a handler crashes the worker, the invocations delivered with it
+/// a handler starts only after the others the worker received before it went back. Other
+/// invocations run as usual meanwhile. So when a handler crashes the worker, the invocations delivered with it
 /// are counted once, and the crashing one reaches ``Configuration/redeliveryLimit`` on its own.
 public final class Worker: Sendable {
     /// The settings of a worker.
@@ -59,11 +59,15 @@ public final class Worker: Sendable {
         var running = false
         var stopRequested = false
         var inFlight = 0
-        /// The deliveries in flight that were redelivered or carry a redelivery count.
-        var suspectsInFlight = 0
+        /// The numbers of the deliveries in flight that were redelivered or carry a redelivery
+        /// count. ``Worker/handlerStarted(suspect:)`` numbers them in the order they arrive.
+        var suspectsInFlight: Set<UInt64> = []
+        var lastSuspectNumber: UInt64 = 0
         /// Whether a redelivered invocation has claimed its run.
         var redeliveredRunning = false
-        var suspectsWaiter: CheckedContinuation<Void, Never>?
+        /// The run that waits, with the number of the last suspect that arrived before it began
+        /// to wait.
+        var suspectsWaiter: (lastBefore: UInt64, continuation: CheckedContinuation<Void, Never>)?
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
         /// The task that subscribes to the service queues, which ``Worker/stop()`` cancels so
         /// that a worker still subscribing again after lost connections stops at once.
@@ -217,28 +221,41 @@ public final class Worker: Sendable {
     }
 
     /// Counts a delivery in flight. A `suspect` delivery was redelivered or carries a
-    /// redelivery count.
-    func handlerStarted(suspect: Bool) {
-        state.withLock { state in
+    /// redelivery count. Returns the number of a suspect delivery, for
+    /// ``handlerFinished(suspect:)``.
+    func handlerStarted(suspect: Bool) -> UInt64? {
+        state.withLock { state -> UInt64? in
             state.inFlight += 1
-            state.suspectsInFlight += suspect ? 1 : 0
+            guard suspect else { return nil }
+            state.lastSuspectNumber += 1
+            state.suspectsInFlight.insert(state.lastSuspectNumber)
+            return state.lastSuspectNumber
         }
     }
 
-    func handlerFinished(suspect: Bool) {
+    /// Ends the count of a delivery in flight. `suspect` is the number that
+    /// ``handlerStarted(suspect:)`` returned.
+    func handlerFinished(suspect: UInt64?) {
         let (done, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             state.inFlight -= 1
-            state.suspectsInFlight -= suspect ? 1 : 0
-            guard state.suspectsInFlight == 1, let waiter = state.suspectsWaiter else {
+            if let suspect {
+                state.suspectsInFlight.remove(suspect)
+            }
+            guard let waiter = state.suspectsWaiter,
+                  Self.suspectCount(in: state.suspectsInFlight, upTo: waiter.lastBefore) <= 1 else {
                 return (state.inFlight == 0, nil)
             }
             state.suspectsWaiter = nil
-            return (state.inFlight == 0, waiter)
+            return (state.inFlight == 0, waiter.continuation)
         }
         waiter?.resume()
         if done {
             resumeDrainWaiters(force: false)
         }
+    }
+
+    private static func suspectCount(in suspects: Set<UInt64>, upTo last: UInt64) -> Int {
+        suspects.count { $0 <= last }
     }
 
     /// Claims the one run of a redelivered invocation that a worker allows at a time. Returns
@@ -251,13 +268,17 @@ public final class Worker: Sendable {
         }
     }
 
-    /// Waits until the delivery that claimed the run is the only suspect in flight, so that the
-    /// others went back to the broker and a crash during its handler cannot redeliver them.
+    /// Waits until the delivery that claimed the run is the only suspect in flight of those that
+    /// arrived before this call, so that those went back to the broker and a crash during its
+    /// handler cannot redeliver them.
+    ///
+    /// Suspects that arrive later do not delay the run. Postponed in the service queue, a copy
+    /// comes back at once, so waiting for every suspect could wait forever.
     func waitUntilOnlySuspect() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let alone = state.withLock { state -> Bool in
-                if state.suspectsInFlight <= 1 { return true }
-                state.suspectsWaiter = continuation
+                if state.suspectsInFlight.count <= 1 { return true }
+                state.suspectsWaiter = (state.lastSuspectNumber, continuation)
                 return false
             }
             if alone { continuation.resume() }

@@ -41,10 +41,10 @@ final class WorkerSession: Sendable {
                 topology: Topology.service(service, type: queueType) + Topology.parking(type: queueType)
             ) { [self] delivery, reference in
                 let suspect = delivery.redelivered || Self.wasRedelivered(delivery)
-                worker.handlerStarted(suspect: suspect)
+                let suspectNumber = worker.handlerStarted(suspect: suspect)
                 Task {
                     await self.process(delivery, reference, service: service, handler: handler)
-                    self.worker.handlerFinished(suspect: suspect)
+                    self.worker.handlerFinished(suspect: suspectNumber)
                 }
             }
         }
