@@ -18,8 +18,9 @@ import Foundation
 /// `amqpretry-redeliveries`, and such invocations run one at a time. One that arrives while
 /// another runs goes back through a delay queue for 200 ms instead of waiting in the worker, and
 /// a handler starts only after the others the worker received before it went back. Other
-/// invocations run as usual meanwhile. So when a handler crashes the worker, the invocations delivered with it
-/// are counted once, and the crashing one reaches ``Configuration/redeliveryLimit`` on its own.
+/// invocations run as usual meanwhile. So when a handler crashes the worker, the invocations
+/// delivered with it are counted once, and the crashing one reaches
+/// ``Configuration/redeliveryLimit`` on its own.
 public final class Worker: Sendable {
     /// The settings of a worker.
     public struct Configuration: Sendable {

@@ -15,6 +15,35 @@ final class WorkerSession: Sendable {
     /// How long a redelivered invocation that arrives while another one runs spends in a delay
     /// queue before it comes back, in milliseconds.
     static let postponeMilliseconds: Int64 = 200
+    /// How long postponements skip the delay queue after the broker rejected its declaration.
+    static let rejectedDelayQueueMemory: Duration = .seconds(5)
+
+    /// When the broker last rejected the delay queue of postponements, and how many
+    /// postponements skipped it since.
+    struct DelayQueueRejection {
+        var rejectedAt: ContinuousClock.Instant?
+        var skipped = 0
+
+        /// Returns whether a postponement at `now` skips the delay queue, and counts it if so.
+        mutating func skips(at now: ContinuousClock.Instant) -> Bool {
+            guard let rejectedAt, now - rejectedAt < WorkerSession.rejectedDelayQueueMemory else { return false }
+            skipped += 1
+            return true
+        }
+
+        /// Records a rejection at `now` and returns how many postponements skipped the delay
+        /// queue since the previous one. Returns `nil` when a rejection is still remembered, as
+        /// when concurrent postponements were rejected together, so that only the first is logged.
+        mutating func rejected(at now: ContinuousClock.Instant) -> Int? {
+            if let rejectedAt, now - rejectedAt < WorkerSession.rejectedDelayQueueMemory {
+                return nil
+            }
+            defer { (rejectedAt, skipped) = (now, 0) }
+            return skipped
+        }
+    }
+
+    private let delayQueueRejection = Locked(DelayQueueRejection())
 
     private var logger: Logger { worker.logger }
     private var queueType: QueueType { connection.configuration.queueType }
@@ -156,6 +185,14 @@ extension WorkerSession {
                                invocation: Self.invocationForCallback(delivery, service: service))
     }
 
+    /// Returns whether a publish failed in a way that repeating it cannot fix: AMQP cannot carry
+    /// the message, or the broker refused a declaration with 403 ACCESS_REFUSED or 406
+    /// PRECONDITION_FAILED. A 404, such as for a queue whose node is down, may pass.
+    static func isPermanentRejection(_ error: AMQPError) -> Bool {
+        if error.code == .invalidMessage { return true }
+        return error.code == .channelClosed && (error.replyCode == 403 || error.replyCode == 406)
+    }
+
     /// Returns the invocation a delivery carries, or else just enough of it to send a callback.
     private static func invocationForCallback(_ delivery: Delivery, service: String) -> Invocation? {
         let decoded = try? Invocation.decode(properties: delivery.properties, body: delivery.body,
@@ -166,8 +203,8 @@ extension WorkerSession {
     /// Parks a message and, when `invocation` is a background invocation with a callback,
     /// first publishes a failure callback whose `error` is the park reason.
     ///
-    /// A callback that AMQP cannot carry, or whose queue the broker refuses to declare, is left
-    /// out and named in the park reason. Otherwise the message would return to its queue forever.
+    /// A callback that no repeat can publish (``isPermanentRejection(_:)``) is left out and named
+    /// in the park reason. Otherwise the message would return to its queue forever.
     func parkWithCallback(_ delivery: Delivery, _ reference: DeliveryReference, service: String,
                           reason: ParkReason, invocation: Invocation?) async {
         var reason = reason
@@ -177,7 +214,7 @@ extension WorkerSession {
             let message = Self.callbackMessage(body, to: callback, for: invocation)
             do {
                 try await connection.publish([message], declaring: Topology.service(callback, type: queueType))
-            } catch where error.code == .invalidMessage || error.code == .channelClosed {
+            } catch where Self.isPermanentRejection(error) {
                 logger.error("publishing the failure callback failed; parking without it",
                              metadata: metadata(invocation, [LogKey.error: error.description]))
                 reason = ParkReason(code: reason.code,
@@ -262,6 +299,10 @@ extension WorkerSession {
     /// through the delay queue of ``postponeMilliseconds`` back to its service queue, then
     /// acknowledges it.
     private func postpone(_ delivery: Delivery, _ reference: DeliveryReference, invocation: Invocation) async {
+        if delayQueueRejection.withLock({ $0.skips(at: .now) }) {
+            await postponeInServiceQueue(delivery, reference, invocation: invocation)
+            return
+        }
         let milliseconds = Self.postponeMilliseconds
         var properties = delivery.properties
         properties.headerList.removeAll(where: Self.isDeadLetteringHeader)
@@ -279,7 +320,14 @@ extension WorkerSession {
         do {
             try await connection.publish([copy], declaring: topology, thenAcknowledge: reference)
         } catch where error.code == .channelClosed {
-            await postponeInServiceQueue(delivery, reference, invocation: invocation, after: error)
+            if let skipped = delayQueueRejection.withLock({ $0.rejected(at: .now) }) {
+                logger.error("declaring the delay queue for a postponement failed; postponing in the service queue",
+                             metadata: metadata(invocation, [
+                                 LogKey.error: error.description,
+                                 "amqpretry.skipped_since_last_rejection": String(skipped),
+                             ]))
+            }
+            await postponeInServiceQueue(delivery, reference, invocation: invocation)
         } catch where error.code == .invalidMessage {
             await parkWithCallback(delivery, reference, service: invocation.target,
                                    reason: ParkReason(code: .undeliverable, detail: error.description),
@@ -289,17 +337,18 @@ extension WorkerSession {
         }
     }
 
-    /// Postpones a redelivered invocation without the delay queue, which the broker refused to
-    /// declare (for example because it exists with other arguments). The worker waits
+    /// Postpones a redelivered invocation without the delay queue, whose declaration the broker
+    /// rejected (for example because it exists with other arguments). The worker waits
     /// ``postponeMilliseconds`` itself, then sends the invocation to the end of its service
     /// queue. The invocation is not parked, because another one running is no reason to end it.
+    /// After a rejection, postponements skip the delay queue for ``rejectedDelayQueueMemory``, so
+    /// the broker gets one rejected declaration and the log one error per that time.
     ///
-    /// NOTE: While it waits, the delivery is unacknowledged, so a crash of the worker during
-    /// that time counts as a redelivery of this invocation too.
+    /// NOTE: The delivery is unacknowledged while it waits, which is nearly all the time while
+    /// another redelivered handler runs. A crash during that handler then counts as a
+    /// redelivery of every waiting invocation too, as it does not with the delay queue.
     private func postponeInServiceQueue(_ delivery: Delivery, _ reference: DeliveryReference,
-                                        invocation: Invocation, after error: AMQPError) async {
-        logger.error("declaring the delay queue for a postponement failed; postponing in the service queue",
-                     metadata: metadata(invocation, [LogKey.error: error.description]))
+                                        invocation: Invocation) async {
         try? await Task.sleep(for: .milliseconds(Self.postponeMilliseconds))
 
         var properties = delivery.properties
