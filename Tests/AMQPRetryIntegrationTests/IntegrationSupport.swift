@@ -804,3 +804,25 @@ extension IntegrationTestCase {
         }
     }
 }
+
+// MARK: - Redelivered invocations
+
+extension IntegrationTestCase {
+    /// Returns the message of an invocation that carries a redelivery count.
+    static func redeliveredMessage(_ invocation: Invocation, redeliveries: Int64 = 1) -> OutgoingMessage {
+        var properties = invocation.messageProperties()
+        properties.headers[WireHeader.redeliveries] = .int64(redeliveries)
+        return OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(invocation.target), mandatory: true,
+                               properties: properties, body: invocation.payload.bytes)
+    }
+
+    /// Replaces the 200 ms delay queue with one of other arguments, so that declaring it fails,
+    /// and deletes it at the end of the test.
+    func replacePostponementQueue() async throws {
+        let queue = TopologyNames.delayQueue(milliseconds: WorkerSession.postponeMilliseconds)
+        try await broker.deleteQueue(queue)
+        _ = try await broker.declare([.queue(QueueDeclaration(name: queue))])
+        let broker = try broker
+        addTeardownBlock { try? await broker.deleteQueue(queue) }
+    }
+}

@@ -22,11 +22,11 @@ final class PostponementFallbackTests: IntegrationTestCase {
         let service = try await makeService("burst")
         let callback = try await makeService("callbacks")
         try await replacePostponementQueue()
-        let tracker = RunTracker()
+        let tracker = OverlapTracker()
         try await startWorker([service: { request in
-            tracker.enter(request.cid.rawValue)
+            tracker.enter(request.cid)
             try? await Task.sleep(for: .milliseconds(200))
-            tracker.leave(request.cid.rawValue)
+            tracker.leave(request.cid)
             return Payload(text: "ok")
         }], configure: { $0.concurrency = concurrency })
         let callbacks = try await readQueue(of: callback)
@@ -61,12 +61,12 @@ final class PostponementFallbackTests: IntegrationTestCase {
         let service = try await makeService("slow")
         let callback = try await makeService("callbacks")
         try await replacePostponementQueue()
-        let tracker = RunTracker()
+        let tracker = OverlapTracker()
         try await startWorker([service: { request in
-            tracker.enter(request.cid.rawValue)
+            tracker.enter(request.cid)
             let slow = request.payload.text == "slow"
             try? await Task.sleep(for: .milliseconds(slow ? 3000 : 100))
-            tracker.leave(request.cid.rawValue)
+            tracker.leave(request.cid)
             return Payload(text: "ok")
         }], configure: { $0.concurrency = 8 })
         let callbacks = try await readQueue(of: callback)
@@ -103,11 +103,11 @@ final class PostponementFallbackTests: IntegrationTestCase {
         let service = try await makeService("stopping")
         let callback = try await makeService("callbacks")
         try await replacePostponementQueue()
-        let tracker = RunTracker()
+        let tracker = OverlapTracker()
         let handler: ServiceHandler = { request in
-            tracker.enter(request.cid.rawValue)
+            tracker.enter(request.cid)
             try? await Task.sleep(for: .milliseconds(request.payload.text == "slow" ? 1500 : 50))
-            tracker.leave(request.cid.rawValue)
+            tracker.leave(request.cid)
             return Payload(text: "ok")
         }
         let first = try await startWorker([service: handler], configure: { $0.concurrency = 2 })
@@ -171,12 +171,12 @@ final class PostponementFallbackTests: IntegrationTestCase {
                                                               arguments: ["x-max-length": .int64(5)]))])
         let broker = try broker
         addTeardownBlock { try? await broker.deleteQueue(callbackQueue) }
-        let tracker = RunTracker()
+        let tracker = OverlapTracker()
         let received = CallRecorder()
         try await startWorker([
             service: { request in
-                tracker.enter(request.cid.rawValue)
-                tracker.leave(request.cid.rawValue)
+                tracker.enter(request.cid)
+                tracker.leave(request.cid)
                 if request.payload.text == "fail" {
                     throw HandlerFailure(description: "fails")
                 }
@@ -225,61 +225,4 @@ final class PostponementFallbackTests: IntegrationTestCase {
     }
 
     private static let fallbackMessage = "declaring the delay queue for a postponement failed; postponing in the service queue"
-
-    /// Returns the message of an invocation that carries a redelivery count.
-    private static func redeliveredMessage(_ invocation: Invocation, redeliveries: Int64 = 1) -> OutgoingMessage {
-        var properties = invocation.messageProperties()
-        properties.headers[WireHeader.redeliveries] = .int64(redeliveries)
-        return OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(invocation.target), mandatory: true,
-                               properties: properties, body: invocation.payload.bytes)
-    }
-
-    /// Replaces the 200 ms delay queue with one of other arguments, so that declaring it fails,
-    /// and deletes it at the end of the test.
-    private func replacePostponementQueue() async throws {
-        let queue = TopologyNames.delayQueue(milliseconds: WorkerSession.postponeMilliseconds)
-        try await broker.deleteQueue(queue)
-        _ = try await broker.declare([.queue(QueueDeclaration(name: queue))])
-        let broker = try broker
-        addTeardownBlock { try? await broker.deleteQueue(queue) }
-    }
-}
-
-/// Counts the handler calls per CID and the most that ran at once.
-private final class RunTracker: Sendable {
-    private struct State {
-        var running: Set<String> = []
-        var callCounts: [String: Int] = [:]
-        var finished = 0
-        var maximumRunning = 0
-    }
-
-    private let state = Locked(State())
-
-    func enter(_ cid: String) {
-        state.withLock { state in
-            state.running.insert(cid)
-            state.callCounts[cid, default: 0] += 1
-            state.maximumRunning = max(state.maximumRunning, state.running.count)
-        }
-    }
-
-    func leave(_ cid: String) {
-        state.withLock { state in
-            state.running.remove(cid)
-            state.finished += 1
-        }
-    }
-
-    func calls(of cid: String) -> Int {
-        state.withLock { $0.callCounts[cid] ?? 0 }
-    }
-
-    var finishedCount: Int {
-        state.withLock { $0.finished }
-    }
-
-    var maximumRunning: Int {
-        state.withLock { $0.maximumRunning }
-    }
 }

@@ -100,7 +100,7 @@ final class RedeliveryTests: IntegrationTestCase {
         let invocations = (0..<2).map { _ in
             Invocation(mode: .async, target: service, options: options, callback: callback, payload: Payload(text: "work"))
         }
-        try await broker.publish(invocations.map(Self.redeliveredMessage))
+        try await broker.publish(invocations.map { Self.redeliveredMessage($0) })
 
         let arrived = await eventually(timeout: .seconds(10)) { callbacks.messages.count >= 2 }
         XCTAssertTrue(arrived, "\(callbacks.messages.count) of 2 callbacks arrived within 10 s")
@@ -146,28 +146,10 @@ final class RedeliveryTests: IntegrationTestCase {
         try? await Task.sleep(for: .seconds(1))
         XCTAssertEqual(parked.messages.count, 1, "the invocation was parked more than once")
     }
-
-    /// Returns the message of an invocation that carries a redelivery count of 1.
-    private static func redeliveredMessage(_ invocation: Invocation) -> OutgoingMessage {
-        var properties = invocation.messageProperties()
-        properties.headers[WireHeader.redeliveries] = .int64(1)
-        return OutgoingMessage(exchange: "", routingKey: TopologyNames.serviceQueue(invocation.target), mandatory: true,
-                               properties: properties, body: invocation.payload.bytes)
-    }
-
-    /// Replaces the delay queue that postponements go through with one of other arguments, so
-    /// that declaring it fails, and deletes it at the end of the test.
-    private func replacePostponementQueue() async throws {
-        let queue = TopologyNames.delayQueue(milliseconds: WorkerSession.postponeMilliseconds)
-        try await broker.deleteQueue(queue)
-        _ = try await broker.declare([.queue(QueueDeclaration(name: queue))])
-        let broker = try broker
-        addTeardownBlock { try? await broker.deleteQueue(queue) }
-    }
 }
 
 /// Records how many handler calls, and how many calls of redelivered invocations, ran at once.
-private final class OverlapTracker: Sendable {
+final class OverlapTracker: Sendable {
     private struct State {
         var redelivered: Set<String> = []
         var running: Set<String> = []
