@@ -25,9 +25,7 @@ final class QuorumMemberTests: FaultTestCase {
     }
 
     /// A consumer keeps subscribing for its `operation_timeout`, not only for its first few
-    /// reconnects, so it consumes from a member that needs seconds to start. Each reconnect to a
-    /// node that accepts connections succeeds at once, so without a pause of their own the
-    /// attempts would all be spent within about a second.
+    /// reconnects, so it consumes from a member that needs seconds to start.
     func testConsumerWaitsForSlowMember() async throws {
         let queue = try await declareQuorumService("slow-member")
         let subscribing = try await subscribeWhileMemberStopped(queue)

@@ -90,7 +90,7 @@ final class PostponementFallbackTests: IntegrationTestCase {
             XCTAssertEqual(tracker.calls(of: invocation.cid.rawValue), 1, "\(invocation.cid) ran other than once")
         }
         XCTAssertEqual(tracker.maximumRunning, 1, "redelivered invocations ran at the same time")
-        // One refused declaration, and one error line, per 5 s of postponements.
+        // One rejected declaration, and one error line, per 5 s of postponements.
         let fallbackLines = logs.records(withMessage: Self.fallbackMessage).count
         XCTAssertLessThanOrEqual(fallbackLines, 2, "\(fallbackLines) fallback errors in \(elapsed) s")
         print("slow handler: all 5 callbacks in \(elapsed) s, \(fallbackLines) fallback errors")
@@ -162,7 +162,7 @@ final class PostponementFallbackTests: IntegrationTestCase {
 
     /// A callback queue that the broker rejects parks each of many invocations exactly once,
     /// and leaves sync calls and callback-mode invocations of the same worker unaffected.
-    func testRefusedCallbackQueueParksEachOnce() async throws {
+    func testRejectedCallbackQueueParksEachOnce() async throws {
         let service = try await makeService("refused")
         let receiver = try await makeService("receiver")
         let callback = "itest.\(runID).refused-callbacks"

@@ -117,7 +117,7 @@ final class RedeliveryTests: IntegrationTestCase {
 
     /// An invocation whose failure callback the broker rejects, because the callback queue
     /// exists with other arguments, is parked once with a reason that names the callback.
-    func testRefusedCallbackQueueParksInvocation() async throws {
+    func testRejectedCallbackQueueParksInvocation() async throws {
         let service = try await makeService("refused-callback")
         let callback = "itest.\(runID).refused"
         let callbackQueue = TopologyNames.serviceQueue(callback)

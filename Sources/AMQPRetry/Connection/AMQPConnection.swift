@@ -201,10 +201,8 @@ final class AMQPConnection: Sendable {
             let result = await subscribe(entries, deadline: deadline)
             guard case .failure(let error) = result else { break }
 
-            // The I/O thread reconnects after only 100 ms when the node accepts connections,
-            // because each connection that opens resets its backoff. This pause spreads the
-            // attempts over the operation timeout, so a member that needs seconds to start
-            // is still subscribed to.
+            // Each connection that opens resets the I/O thread's backoff to 100 ms, so this
+            // pause is what spreads the attempts over the operation timeout.
             let retry = error.code == .connectionLost && attempt < Self.maximumSubscribeAttempts
                 && MonotonicClock.deadline(after: pause) < deadline && !Task.isCancelled
             guard retry else {

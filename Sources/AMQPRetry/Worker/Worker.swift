@@ -63,6 +63,7 @@ public final class Worker: Sendable {
         /// The numbers of the deliveries in flight that were redelivered or carry a redelivery
         /// count. ``Worker/handlerStarted(suspect:)`` numbers them in the order they arrive.
         var suspectsInFlight: Set<UInt64> = []
+        /// The number of the last suspect delivery received.
         var lastSuspectNumber: UInt64 = 0
         /// Whether a redelivered invocation has claimed its run.
         var redeliveredRunning = false
@@ -269,12 +270,11 @@ public final class Worker: Sendable {
         }
     }
 
-    /// Waits until the delivery that claimed the run is the only suspect in flight of those that
-    /// arrived before this call, so that those went back to the broker and a crash during its
-    /// handler cannot redeliver them.
+    /// Waits until no other suspect that arrived before this call is in flight, so that those
+    /// went back to the broker and a crash during the claimed run cannot redeliver them.
     ///
-    /// Suspects that arrive later do not delay the run. Postponed in the service queue, a copy
-    /// comes back at once, so waiting for every suspect could wait forever.
+    /// Later suspects do not delay the run. A copy postponed in the service queue comes back at
+    /// once, so waiting for every suspect could wait forever.
     func waitUntilOnlySuspect() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let alone = state.withLock { state -> Bool in

@@ -26,7 +26,7 @@ final class WorkerSession: Sendable {
 
         /// Returns whether a postponement at `now` skips the delay queue, and counts it if so.
         mutating func skips(at now: ContinuousClock.Instant) -> Bool {
-            guard let rejectedAt, now - rejectedAt < WorkerSession.rejectedDelayQueueMemory else { return false }
+            guard remembers(at: now) else { return false }
             skipped += 1
             return true
         }
@@ -35,11 +35,16 @@ final class WorkerSession: Sendable {
         /// queue since the previous one. Returns `nil` when a rejection is still remembered, as
         /// when concurrent postponements were rejected together, so that only the first is logged.
         mutating func rejected(at now: ContinuousClock.Instant) -> Int? {
-            if let rejectedAt, now - rejectedAt < WorkerSession.rejectedDelayQueueMemory {
-                return nil
-            }
-            defer { (rejectedAt, skipped) = (now, 0) }
-            return skipped
+            guard !remembers(at: now) else { return nil }
+            let skippedBefore = skipped
+            rejectedAt = now
+            skipped = 0
+            return skippedBefore
+        }
+
+        private func remembers(at now: ContinuousClock.Instant) -> Bool {
+            guard let rejectedAt else { return false }
+            return now - rejectedAt < WorkerSession.rejectedDelayQueueMemory
         }
     }
 
@@ -186,8 +191,8 @@ extension WorkerSession {
     }
 
     /// Returns whether a publish failed in a way that repeating it cannot fix: AMQP cannot carry
-    /// the message, or the broker refused a declaration with 403 ACCESS_REFUSED or 406
-    /// PRECONDITION_FAILED. A 404, such as for a queue whose node is down, may pass.
+    /// the message, or the broker rejected a declaration with 403 ACCESS_REFUSED or 406
+    /// PRECONDITION_FAILED. A 404, such as for a queue whose node is down, can be temporary.
     static func isPermanentRejection(_ error: AMQPError) -> Bool {
         if error.code == .invalidMessage { return true }
         return error.code == .channelClosed && (error.replyCode == 403 || error.replyCode == 406)
